@@ -1,0 +1,120 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+use crate::status::SlotState;
+use crate::validate::ValidationReport;
+
+/// Why an admin operation was refused. The live model keeps serving in every case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `swap()` or `validate()` with an empty standby slot.
+    #[error("nothing is staged: stage a candidate before calling swap() or validate()")]
+    NothingStaged,
+
+    /// `swap()` or `validate()` while the standby slot holds a model that is not a
+    /// candidate (the previous or rolled-back version).
+    #[error(
+        "the standby slot holds {version} ({state}), not a candidate: stage a new candidate first"
+    )]
+    NotACandidate {
+        /// The standby model's version.
+        version: String,
+        /// Its state.
+        state: SlotState,
+    },
+
+    /// `swap()` on a candidate that already failed validation or warm-up.
+    #[error("candidate {version} already failed validation; stage a new candidate")]
+    CandidateFailed {
+        /// The failed candidate's version.
+        version: String,
+    },
+
+    /// The candidate failed one or more gates; it stays staged, marked failed.
+    #[error("candidate {} failed validation: {}", .0.candidate, .0.failure_summary())]
+    ValidationFailed(Box<ValidationReport>),
+
+    /// The candidate's warm-up returned an error, panicked or overran its deadline.
+    #[error("warm-up of candidate {version} failed: {reason}")]
+    WarmupFailed {
+        /// The candidate's version.
+        version: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The version label is already loaded in a slot.
+    #[error("version {version} is already loaded as the {slot} model; give the candidate a new version label")]
+    VersionInUse {
+        /// The duplicate label.
+        version: String,
+        /// `"active"` or `"standby"`.
+        slot: &'static str,
+    },
+
+    /// The version label is empty or too long.
+    #[error("invalid version label {version:?}: {reason}")]
+    InvalidVersion {
+        /// The label given.
+        version: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// A model could not be retired because calls were still running on it.
+    #[error(
+        "cannot retire {version}: {holders} calls or pins still hold it after waiting {waited:?}"
+    )]
+    DrainTimeout {
+        /// The model that could not be retired.
+        version: String,
+        /// References still held on it.
+        holders: u64,
+        /// How long it waited.
+        waited: Duration,
+    },
+
+    /// `rollback()` with no previous model in the standby slot.
+    #[error("nothing to roll back to: {}", describe_standby(.standby))]
+    NothingToRollBack {
+        /// What the standby slot holds instead (`None` when empty).
+        standby: Option<SlotState>,
+    },
+
+    /// The loader passed to `stage_with` failed.
+    #[error("loading candidate {version} failed: {source}")]
+    Load {
+        /// The candidate's version.
+        version: String,
+        /// The loader's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A background thread could not be started.
+    #[error("could not start the {what} thread: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn describe_standby(standby: &Option<SlotState>) -> String {
+    match standby {
+        None => "the standby slot is empty".to_owned(),
+        Some(SlotState::RolledBack) => {
+            "the standby model is the one just rolled back from; stage a candidate and swap to move forward".to_owned()
+        }
+        Some(state) => format!(
+            "the standby slot holds a {state} candidate, not a previous version"
+        ),
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,87 @@
+//! # bluegreen
+//!
+//! Replace the ML model inside a running inference service without downtime, without
+//! letting a bad model answer users, and with an instant way back.
+//!
+//! ## The model in one page
+//!
+//! A [`BlueGreen<M>`](BlueGreen) holds at most two loaded models of type `M:`[`Model`]:
+//!
+//! * the **active** slot (*blue*) answers every [`predict`](BlueGreen::predict);
+//! * the **standby** slot (*green*) holds a staged candidate, or — after a swap — the
+//!   previous model, kept warm so that [`rollback`](BlueGreen::rollback) is instant.
+//!
+//! The life of a candidate:
+//!
+//! 1. [`stage`](BlueGreen::stage) puts it in standby. Whatever was there is **retired**
+//!    first: bluegreen waits (bounded) until the calls still running on it have
+//!    **drained**, then a background retirer thread drops it — never a request thread.
+//! 2. [`swap`](BlueGreen::swap) runs every configured [`Validator`] on it (each on its own
+//!    thread, with a deadline; a panic or overrun fails the gate), **warms** it up with
+//!    representative inputs, and only then flips traffic with one atomic pointer store.
+//!    A refused candidate stays staged, marked failed, and the error carries the
+//!    [`ValidationReport`]; the live model never notices.
+//! 3. Calls that started before the flip finish on the old model, which becomes the
+//!    standby. [`rollback`](BlueGreen::rollback) flips back without re-validating.
+//!
+//! Admin operations (stage, swap, rollback, validate) are serialized by a lock that
+//! request threads never touch. [`status`](BlueGreen::status) returns a [`Status`]
+//! snapshot: versions, states, in-flight and request counts per slot, swap and rollback
+//! counts, and the last validation report.
+//!
+//! ## The read path
+//!
+//! `predict` is an [`arc_swap`] guard load plus a call: no lock, no shared reference-count
+//! increment, no shared counter. Measured on a 2-core machine, a shared atomic increment
+//! costs ~200 ns per call at two threads, ten times the whole arc-swap load; so per-slot
+//! statistics live in per-thread cache-padded lanes written only by their own thread.
+//! Draining needs no counter on the read path either: when arc-swap replaces the active
+//! pointer it converts every outstanding guard on the old model into a real reference, so
+//! the old model's reference count *is* its number of unfinished calls.
+//!
+//! ## Example
+//!
+//! ```
+//! use bluegreen::{BlueGreen, Model};
+//!
+//! struct Threshold(f32);
+//! impl Model for Threshold {
+//!     type Input = f32;
+//!     type Output = bool;
+//!     type Error = std::convert::Infallible;
+//!     fn predict(&self, x: &f32) -> Result<bool, Self::Error> { Ok(*x > self.0) }
+//! }
+//!
+//! let bg = BlueGreen::new("v1", Threshold(0.5))?;
+//! assert!(!bg.predict(&0.4).unwrap());
+//!
+//! bg.stage("v2", Threshold(0.3))?;   // candidate in standby
+//! bg.swap()?;                         // validate, warm, flip
+//! assert!(bg.predict(&0.4).unwrap());
+//!
+//! bg.rollback()?;                     // instant: v1 was kept loaded
+//! assert_eq!(bg.active().version(), "v1");
+//! # Ok::<(), bluegreen::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bluegreen;
+mod error;
+mod model;
+mod report;
+mod retire;
+mod schema;
+mod slot;
+mod stats;
+mod status;
+mod supervise;
+pub mod validate;
+
+pub use crate::bluegreen::{Active, BlueGreen, Builder};
+pub use crate::error::{Error, Result};
+pub use crate::model::Model;
+pub use crate::report::{RollbackReport, StageReport, SwapReport};
+pub use crate::schema::{Dim, ElementType, ModelInfo, TensorSpec};
+pub use crate::status::{SlotState, SlotStatus, Status};
+pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};

@@ -1,0 +1,60 @@
+//! What admin operations return: [`StageReport`], [`SwapReport`], [`RollbackReport`].
+
+use std::time::Duration;
+
+use crate::validate::ValidationReport;
+
+/// The result of [`BlueGreen::stage`](crate::BlueGreen::stage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageReport {
+    /// The staged candidate's version.
+    pub version: String,
+    /// Its generation (unique per load).
+    pub generation: u64,
+    /// The model that was retired to make room, if the standby slot was occupied.
+    pub retired: Option<String>,
+    /// How long retiring waited for the old model's in-flight calls to drain.
+    pub drain_wait: Duration,
+    /// How long loading took (for [`stage_with`](crate::BlueGreen::stage_with)).
+    pub load: Duration,
+}
+
+/// The result of a successful [`BlueGreen::swap`](crate::BlueGreen::swap).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwapReport {
+    /// The version that was active before.
+    pub from: String,
+    /// The version now active.
+    pub to: String,
+    /// Every gate the candidate passed.
+    pub validation: ValidationReport,
+    /// Time spent warming the candidate.
+    pub warm_up: Duration,
+    /// Time of the flip itself (one atomic pointer store plus bookkeeping).
+    pub flip: Duration,
+    /// Wall time of the whole swap.
+    pub total: Duration,
+    /// References still held on the old model when the swap returned (calls that started
+    /// before the flip and are finishing on it); 0 means it had already drained.
+    pub old_holders: u64,
+}
+
+impl SwapReport {
+    /// Whether no call was still running on the old model when the swap returned.
+    pub fn drained(&self) -> bool {
+        self.old_holders == 0
+    }
+}
+
+/// The result of a successful [`BlueGreen::rollback`](crate::BlueGreen::rollback).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackReport {
+    /// The version rolled back from (now standby, state rolled-back).
+    pub from: String,
+    /// The version now active again.
+    pub to: String,
+    /// Time of the flip.
+    pub flip: Duration,
+    /// References still held on the rolled-back model when rollback returned.
+    pub old_holders: u64,
+}

@@ -1,0 +1,48 @@
+//! A loaded model together with its identity and counters: the unit that is swapped.
+
+use std::time::SystemTime;
+
+use crate::model::Model;
+use crate::schema::ModelInfo;
+use crate::stats::{SlotStats, Totals};
+
+/// One loaded model as bluegreen holds it. Shared by `Arc`; the active one lives in the
+/// `ArcSwap`, the standby one in the admin state.
+pub(crate) struct Slot<M: Model> {
+    pub(crate) model: M,
+    pub(crate) version: Box<str>,
+    /// Unique per staged model, increasing; tells two loads of one version apart.
+    pub(crate) generation: u64,
+    pub(crate) info: ModelInfo,
+    pub(crate) loaded_at: SystemTime,
+    stats: SlotStats,
+}
+
+impl<M: Model> Slot<M> {
+    pub(crate) fn new(model: M, version: Box<str>, generation: u64) -> Self {
+        let info = model.info();
+        Self {
+            model,
+            version,
+            generation,
+            info,
+            loaded_at: SystemTime::now(),
+            stats: SlotStats::default(),
+        }
+    }
+
+    /// The hot path: one counted call on this model.
+    #[inline]
+    pub(crate) fn predict(&self, input: &M::Input) -> Result<M::Output, M::Error> {
+        let call = self.stats.enter();
+        let out = self.model.predict(input);
+        if out.is_err() {
+            call.failed();
+        }
+        out
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        self.stats.totals()
+    }
+}

@@ -1,0 +1,92 @@
+//! Running untrusted admin-path work (validators, warm-up) with a deadline and panic capture.
+//!
+//! A candidate model is untrusted until it has passed its gates: it may panic, or hang.
+//! Each piece of such work runs on its own named thread; the admin thread waits for it at
+//! most until the deadline. A panic becomes [`Supervised::Panicked`] with its message; a
+//! thread still running at the deadline is abandoned (threads cannot be killed) and
+//! reported as [`Supervised::TimedOut`] — it keeps its references to the models it uses, so
+//! those models are not retired until it lets go (the drain logic sees it as in flight).
+
+use std::any::Any;
+use std::time::Duration;
+
+/// How a supervised piece of work ended.
+#[derive(Debug)]
+pub(crate) enum Supervised<T> {
+    Done(T),
+    Panicked(String),
+    TimedOut,
+    /// The worker thread could not be started.
+    NotStarted(String),
+}
+
+/// Runs `work` on a new thread named `name`, waiting at most `deadline`.
+pub(crate) fn run<T, F>(name: &str, deadline: Duration, work: F) -> Supervised<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            // The receiver may be gone after a timeout; nobody is left to tell.
+            let _ = tx.send(work());
+        });
+    let handle = match spawned {
+        Ok(h) => h,
+        Err(e) => return Supervised::NotStarted(e.to_string()),
+    };
+    match rx.recv_timeout(deadline) {
+        Ok(value) => {
+            // The thread has sent its value and is about to exit; joining is immediate.
+            let _ = handle.join();
+            Supervised::Done(value)
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(payload) => Supervised::Panicked(panic_message(payload.as_ref())),
+            Ok(()) => Supervised::Panicked("worker exited without a result".to_owned()),
+        },
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Supervised::TimedOut,
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives `&str` or `String`).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_the_value_of_work_that_finishes_in_time() {
+        match run("t", Duration::from_secs(5), || 41 + 1) {
+            Supervised::Done(v) => assert_eq!(v, 42),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reports_a_panic_with_its_message() {
+        match run("t", Duration::from_secs(5), || -> u32 { panic!("boom {}", 7) }) {
+            Supervised::Panicked(msg) => assert_eq!(msg, "boom 7"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gives_up_on_work_past_its_deadline() {
+        let r = run("t", Duration::from_millis(20), || {
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        assert!(matches!(r, Supervised::TimedOut), "{r:?}");
+    }
+}
