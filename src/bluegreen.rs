@@ -91,7 +91,6 @@ struct Config<M: Model> {
 
 struct State<M: Model> {
     standby: Option<Standby<M>>,
-    next_generation: u64,
     swaps: u64,
     rollbacks: u64,
     rejections: u64,
@@ -178,7 +177,7 @@ impl<M: Model> Builder<M> {
             warmup_deadline: self.warmup_deadline,
             drain_timeout: self.drain_timeout,
         };
-        let slot = Arc::new(Slot::new(model, version, 1));
+        let slot = Arc::new(Slot::new(model, version));
         warm(&config, &slot)?;
         tracing::info!(target: "bluegreen", version = %slot.version, "deployment started");
         Ok(BlueGreen {
@@ -186,7 +185,6 @@ impl<M: Model> Builder<M> {
             admin: Mutex::new(()),
             state: Mutex::new(State {
                 standby: None,
-                next_generation: 2,
                 swaps: 0,
                 rollbacks: 0,
                 rejections: 0,
@@ -289,10 +287,9 @@ impl<M: Model> BlueGreen<M> {
             }
         })?;
         let load_time = load_started.elapsed();
+        let slot = Arc::new(Slot::new(model, version));
+        let generation = slot.generation;
         let mut st = self.state.lock();
-        let generation = st.next_generation;
-        st.next_generation += 1;
-        let slot = Arc::new(Slot::new(model, version, generation));
         let report = StageReport {
             version: slot.version.to_string(),
             generation,

@@ -46,7 +46,9 @@ pub enum Error {
     },
 
     /// The version label is already loaded in a slot.
-    #[error("version {version} is already loaded as the {slot} model; give the candidate a new version label")]
+    #[error(
+        "version {version} is already loaded as the {slot} model; give the candidate a new version label"
+    )]
     VersionInUse {
         /// The duplicate label.
         version: String,

@@ -68,6 +68,8 @@
 
 mod bluegreen;
 mod error;
+pub mod gates;
+mod golden;
 mod model;
 mod report;
 mod retire;
@@ -80,6 +82,7 @@ pub mod validate;
 
 pub use crate::bluegreen::{Active, BlueGreen, Builder};
 pub use crate::error::{Error, Result};
+pub use crate::golden::{GoldenError, GoldenSet, NpzSpec};
 pub use crate::model::Model;
 pub use crate::report::{RollbackReport, StageReport, SwapReport};
 pub use crate::schema::{Dim, ElementType, ModelInfo, TensorSpec};

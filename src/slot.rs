@@ -1,5 +1,6 @@
 //! A loaded model together with its identity and counters: the unit that is swapped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::model::Model;
@@ -11,7 +12,8 @@ use crate::stats::{SlotStats, Totals};
 pub(crate) struct Slot<M: Model> {
     pub(crate) model: M,
     pub(crate) version: Box<str>,
-    /// Unique per staged model, increasing; tells two loads of one version apart.
+    /// Unique in the process, increasing; tells two loads of one version apart (and lets
+    /// gates cache results per loaded model).
     pub(crate) generation: u64,
     pub(crate) info: ModelInfo,
     pub(crate) loaded_at: SystemTime,
@@ -19,7 +21,9 @@ pub(crate) struct Slot<M: Model> {
 }
 
 impl<M: Model> Slot<M> {
-    pub(crate) fn new(model: M, version: Box<str>, generation: u64) -> Self {
+    pub(crate) fn new(model: M, version: Box<str>) -> Self {
+        static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let info = model.info();
         Self {
             model,

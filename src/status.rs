@@ -43,7 +43,7 @@ impl fmt::Display for SlotState {
 pub struct SlotStatus {
     /// Version label given at stage time.
     pub version: String,
-    /// Unique, increasing id of this load (two loads of one version differ).
+    /// Process-wide unique, increasing id of this load (two loads of one version differ).
     pub generation: u64,
     /// What the slot is doing.
     pub state: SlotState,

@@ -76,7 +76,9 @@ mod tests {
 
     #[test]
     fn reports_a_panic_with_its_message() {
-        match run("t", Duration::from_secs(5), || -> u32 { panic!("boom {}", 7) }) {
+        match run("t", Duration::from_secs(5), || -> u32 {
+            panic!("boom {}", 7)
+        }) {
             Supervised::Panicked(msg) => assert_eq!(msg, "boom 7"),
             other => panic!("unexpected {other:?}"),
         }

@@ -135,6 +135,17 @@ impl<M: Model> Context<M> {
         &self.live.version
     }
 
+    /// The candidate's generation: unique per loaded model in the process, so gates can
+    /// cache results per model.
+    pub fn candidate_generation(&self) -> u64 {
+        self.candidate.generation
+    }
+
+    /// The live model's generation.
+    pub fn live_generation(&self) -> u64 {
+        self.live.generation
+    }
+
     /// What the candidate declares about itself (captured when it was staged).
     pub fn candidate_info(&self) -> &ModelInfo {
         &self.candidate.info

@@ -44,7 +44,10 @@ fn stage_puts_candidate_in_standby_without_touching_traffic() {
     assert_eq!(r.retired, None);
     let s = bg.status();
     let standby = s.standby.unwrap();
-    assert_eq!((standby.version.as_str(), standby.state), ("v2", SlotState::Staged));
+    assert_eq!(
+        (standby.version.as_str(), standby.state),
+        ("v2", SlotState::Staged)
+    );
     assert_eq!(answering(&bg), 1);
 }
 
@@ -59,11 +62,17 @@ fn swap_flips_traffic_and_keeps_old_model_as_previous() {
     assert_eq!(r.validation.checks.len(), 1);
     assert!(r.drained(), "no call was running on v1");
     assert_eq!(answering(&bg), 2);
-    assert!(bg.active().model().was_warmed(), "candidate warmed before the flip");
+    assert!(
+        bg.active().model().was_warmed(),
+        "candidate warmed before the flip"
+    );
     let s = bg.status();
     assert_eq!(s.active.version, "v2");
     let standby = s.standby.unwrap();
-    assert_eq!((standby.version.as_str(), standby.state), ("v1", SlotState::Previous));
+    assert_eq!(
+        (standby.version.as_str(), standby.state),
+        ("v1", SlotState::Previous)
+    );
     assert_eq!(s.swaps, 1);
     assert!(s.last_validation.unwrap().passed());
     assert_eq!(t.alive(), 2);
@@ -81,7 +90,10 @@ fn rollback_restores_previous_instantly_and_marks_rolled_back() {
     let s = bg.status();
     assert_eq!(s.rollbacks, 1);
     let standby = s.standby.unwrap();
-    assert_eq!((standby.version.as_str(), standby.state), ("v2", SlotState::RolledBack));
+    assert_eq!(
+        (standby.version.as_str(), standby.state),
+        ("v2", SlotState::RolledBack)
+    );
 }
 
 #[test]
@@ -93,7 +105,12 @@ fn rollback_twice_is_refused_and_keeps_serving_the_restored_model() {
     bg.rollback().unwrap();
     let err = bg.rollback().unwrap_err();
     assert!(
-        matches!(err, Error::NothingToRollBack { standby: Some(SlotState::RolledBack) }),
+        matches!(
+            err,
+            Error::NothingToRollBack {
+                standby: Some(SlotState::RolledBack)
+            }
+        ),
         "{err}"
     );
     assert_eq!(answering(&bg), 1);
@@ -122,8 +139,14 @@ fn rollback_with_empty_standby_is_refused() {
     let t = Tracker::new();
     let bg = deployment(&t);
     let err = bg.rollback().unwrap_err();
-    assert!(matches!(err, Error::NothingToRollBack { standby: None }), "{err}");
-    assert_eq!(err.to_string(), "nothing to roll back to: the standby slot is empty");
+    assert!(
+        matches!(err, Error::NothingToRollBack { standby: None }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "nothing to roll back to: the standby slot is empty"
+    );
     assert_eq!(answering(&bg), 1);
 }
 
@@ -134,7 +157,12 @@ fn rollback_with_a_staged_candidate_is_refused() {
     bg.stage("v2", t.model(2)).unwrap();
     let err = bg.rollback().unwrap_err();
     assert!(
-        matches!(err, Error::NothingToRollBack { standby: Some(SlotState::Staged) }),
+        matches!(
+            err,
+            Error::NothingToRollBack {
+                standby: Some(SlotState::Staged)
+            }
+        ),
         "{err}"
     );
     assert_eq!(answering(&bg), 1);
@@ -194,7 +222,10 @@ fn failed_candidate_cannot_be_swapped_again_but_can_be_replaced() {
     bg.stage("v2", t.model(2).bad()).unwrap();
     bg.swap().unwrap_err();
     let err = bg.swap().unwrap_err();
-    assert!(matches!(&err, Error::CandidateFailed { version } if version == "v2"), "{err}");
+    assert!(
+        matches!(&err, Error::CandidateFailed { version } if version == "v2"),
+        "{err}"
+    );
     assert_eq!(answering(&bg), 1);
     let r = bg.stage("v2-fixed", t.model(22)).unwrap();
     assert_eq!(r.retired.as_deref(), Some("v2"));
@@ -213,10 +244,16 @@ fn staging_replaces_the_rollback_target() {
     bg.swap().unwrap();
     let r = bg.stage("v3", t.model(3)).unwrap();
     assert_eq!(r.retired.as_deref(), Some("v1"));
-    assert_eq!(t.drops_of(1), 1, "retired model is dropped before stage returns");
+    assert_eq!(
+        t.drops_of(1),
+        1,
+        "retired model is dropped before stage returns"
+    );
     assert!(matches!(
         bg.rollback().unwrap_err(),
-        Error::NothingToRollBack { standby: Some(SlotState::Staged) }
+        Error::NothingToRollBack {
+            standby: Some(SlotState::Staged)
+        }
     ));
     assert_eq!(answering(&bg), 2);
 }
@@ -253,7 +290,10 @@ fn invalid_version_labels_are_refused() {
     let long = "x".repeat(257);
     assert!(matches!(
         bg.stage(long, t.model(5)).unwrap_err(),
-        Error::InvalidVersion { reason: "must be at most 256 bytes", .. }
+        Error::InvalidVersion {
+            reason: "must be at most 256 bytes",
+            ..
+        }
     ));
     assert!(matches!(
         BlueGreen::new("", t.model(6)).unwrap_err(),
@@ -285,7 +325,10 @@ fn unstage_retires_the_standby_model() {
     assert_eq!(t.drops_of(1), 1);
     assert_eq!(t.alive(), 1);
     assert!(bg.status().standby.is_none());
-    assert!(matches!(bg.rollback(), Err(Error::NothingToRollBack { standby: None })));
+    assert!(matches!(
+        bg.rollback(),
+        Err(Error::NothingToRollBack { standby: None })
+    ));
     assert_eq!(answering(&bg), 2);
 }
 
@@ -297,7 +340,10 @@ fn dry_run_validation_reports_without_swapping() {
     bg.stage("v2", t.model(2).bad()).unwrap();
     let report = bg.validate().unwrap();
     assert!(!report.passed());
-    assert_eq!(report.check("tag_is_good").unwrap().status, bluegreen::CheckStatus::Failed);
+    assert_eq!(
+        report.check("tag_is_good").unwrap().status,
+        bluegreen::CheckStatus::Failed
+    );
     // A dry run changes nothing: the candidate is still merely staged.
     let s = bg.status();
     assert_eq!(s.standby.unwrap().state, SlotState::Staged);
@@ -317,7 +363,11 @@ fn stage_waits_for_a_pinned_previous_model_and_times_out_cleanly() {
 
     let err = bg.stage("v3", t.model(3)).unwrap_err();
     match &err {
-        Error::DrainTimeout { version, holders, waited } => {
+        Error::DrainTimeout {
+            version,
+            holders,
+            waited,
+        } => {
             assert_eq!((version.as_str(), *holders), ("v1", 1));
             assert!(*waited >= Duration::from_millis(200));
         }
@@ -359,10 +409,16 @@ fn loader_failure_is_a_typed_error_and_traffic_is_untouched() {
     let bg = deployment(&t);
     let err = bg
         .stage_with("v2", || {
-            Err::<Tracked, _>(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+            Err::<Tracked, _>(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file",
+            ))
         })
         .unwrap_err();
-    assert!(matches!(&err, Error::Load { version, .. } if version == "v2"), "{err}");
+    assert!(
+        matches!(&err, Error::Load { version, .. } if version == "v2"),
+        "{err}"
+    );
     assert_eq!(err.to_string(), "loading candidate v2 failed: no such file");
     assert!(bg.status().standby.is_none());
     assert_eq!(answering(&bg), 1);
@@ -375,7 +431,10 @@ fn model_errors_reach_the_caller_unchanged_and_are_counted() {
     let err = bg.predict(&7).unwrap_err();
     assert_eq!(err, common::ModelError { tag: 1, input: 7 });
     let s = bg.status();
-    assert_eq!((s.active.requests, s.active.errors, s.active.in_flight), (1, 1, 0));
+    assert_eq!(
+        (s.active.requests, s.active.errors, s.active.in_flight),
+        (1, 1, 0)
+    );
 }
 
 #[test]

@@ -13,7 +13,9 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     /// Stage a new model; `good` says whether it passes the gate.
-    Stage { good: bool },
+    Stage {
+        good: bool,
+    },
     /// Stage a model under the active model's label (must be refused).
     StageActiveLabel,
     /// Stage through a loader that fails.

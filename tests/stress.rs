@@ -127,15 +127,29 @@ fn readers_see_only_live_versions_through_a_thousand_swaps_and_rollbacks() {
     let mut total_calls = 0;
     for r in readers {
         let (calls, bad) = r.join().unwrap();
-        assert!(bad.is_empty(), "{} bad responses, first: {:?}", bad.len(), &bad[..bad.len().min(5)]);
+        assert!(
+            bad.is_empty(),
+            "{} bad responses, first: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
         total_calls += calls;
     }
-    assert!(total_calls > 10_000, "readers made only {total_calls} calls");
+    assert!(
+        total_calls > 10_000,
+        "readers made only {total_calls} calls"
+    );
 
     let status = bg.status();
     assert_eq!(status.active.version, format!("m{active}"));
-    assert_eq!((status.swaps, status.rollbacks, status.rejections), (swaps, rollbacks, refused));
-    assert!(swaps + rollbacks >= 1000, "{swaps} swaps + {rollbacks} rollbacks");
+    assert_eq!(
+        (status.swaps, status.rollbacks, status.rejections),
+        (swaps, rollbacks, refused)
+    );
+    assert!(
+        swaps + rollbacks >= 1000,
+        "{swaps} swaps + {rollbacks} rollbacks"
+    );
     assert_eq!(tracker.max_alive(), 2, "never more than two models alive");
 
     drop(bg);
@@ -170,7 +184,11 @@ fn pinned_readers_keep_their_version_across_swaps() {
                         let pin = bg.active();
                         let tag = pin.predict(&0).unwrap().0;
                         for i in 1..20 {
-                            assert_eq!(pin.predict(&i).unwrap(), (tag, i), "a pinned session changed model");
+                            assert_eq!(
+                                pin.predict(&i).unwrap(),
+                                (tag, i),
+                                "a pinned session changed model"
+                            );
                         }
                         assert_eq!(pin.version(), format!("m{tag}"));
                         sessions += 1;
@@ -181,7 +199,8 @@ fn pinned_readers_keep_their_version_across_swaps() {
         })
         .collect();
     for tag in 2..300u64 {
-        bg.stage_with(format!("m{tag}"), || Ok::<_, Error>(tracker.model(tag))).unwrap();
+        bg.stage_with(format!("m{tag}"), || Ok::<_, Error>(tracker.model(tag)))
+            .unwrap();
         bg.swap().unwrap();
     }
     stop.store(true, Ordering::Relaxed);
@@ -191,5 +210,9 @@ fn pinned_readers_keep_their_version_across_swaps() {
     assert_eq!(tracker.max_alive(), 2);
     drop(bg);
     assert_eq!(tracker.alive(), 0);
-    assert!(tracker.violations.lock().is_empty(), "{:?}", tracker.violations.lock());
+    assert!(
+        tracker.violations.lock().is_empty(),
+        "{:?}",
+        tracker.violations.lock()
+    );
 }

@@ -61,7 +61,8 @@ fn candidate_panicking_inside_a_gate_fails_the_gate() {
         .validator(candidate_answers())
         .build("v1", t.model(1))
         .unwrap();
-    bg.stage("v2", t.model_with(2, Behavior::Panicking)).unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::Panicking))
+        .unwrap();
     assert_refused_with(
         &bg,
         "candidate_answers",
@@ -79,8 +80,11 @@ fn candidate_overrunning_the_deadline_fails_the_gate() {
         .drain_timeout(Duration::from_secs(5))
         .build("v1", t.model(1))
         .unwrap();
-    bg.stage("v2", t.model_with(2, Behavior::Slow(Duration::from_millis(400))))
-        .unwrap();
+    bg.stage(
+        "v2",
+        t.model_with(2, Behavior::Slow(Duration::from_millis(400))),
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     assert_refused_with(
         &bg,
@@ -142,10 +146,16 @@ fn a_gate_can_override_the_default_deadline() {
         .validation_deadline(Duration::from_millis(10))
         .build("v1", t.model(1))
         .unwrap();
-    bg.stage("v2", t.model_with(2, Behavior::Slow(Duration::from_millis(100))))
-        .unwrap();
+    bg.stage(
+        "v2",
+        t.model_with(2, Behavior::Slow(Duration::from_millis(100))),
+    )
+    .unwrap();
     let r = bg.swap().unwrap();
-    assert_eq!(r.validation.check("patient").unwrap().status, CheckStatus::Passed);
+    assert_eq!(
+        r.validation.check("patient").unwrap().status,
+        CheckStatus::Passed
+    );
     assert_eq!(bg.active().version(), "v2");
 }
 
@@ -154,9 +164,12 @@ fn measured_gates_report_value_and_bound() {
     use validate::{Bound, Verdict};
     let t = Tracker::new();
     let bg = BlueGreen::builder()
-        .validator(validate::from_fn("tag_at_least_3", |cx: &validate::Context<Tracked>| {
-            Verdict::measure(cx.candidate().tag as f64, Bound::AtLeast(3.0))
-        }))
+        .validator(validate::from_fn(
+            "tag_at_least_3",
+            |cx: &validate::Context<Tracked>| {
+                Verdict::measure(cx.candidate().tag as f64, Bound::AtLeast(3.0))
+            },
+        ))
         .build("v1", t.model(1))
         .unwrap();
     bg.stage("v2", t.model(2)).unwrap();
@@ -164,9 +177,15 @@ fn measured_gates_report_value_and_bound() {
         panic!("expected ValidationFailed");
     };
     let c = report.check("tag_at_least_3").unwrap();
-    assert_eq!((c.measured, c.bound), (Some(2.0), Some(Bound::AtLeast(3.0))));
+    assert_eq!(
+        (c.measured, c.bound),
+        (Some(2.0), Some(Bound::AtLeast(3.0)))
+    );
     let text = report.to_string();
-    assert!(text.contains("[FAIL] tag_at_least_3: 2.000000 (required >= 3)"), "{text}");
+    assert!(
+        text.contains("[FAIL] tag_at_least_3: 2.000000 (required >= 3)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -181,11 +200,15 @@ fn warm_up_failure_by_error_panic_and_deadline_refuses_the_candidate() {
     let cases = [
         (Behavior::Failing, "error: model 2 refused input 1"),
         (Behavior::Panicking, "panicked: model 3 panicked on purpose"),
-        (Behavior::Slow(Duration::from_millis(300)), "exceeded its deadline of 50ms"),
+        (
+            Behavior::Slow(Duration::from_millis(300)),
+            "exceeded its deadline of 50ms",
+        ),
     ];
     for (i, (behavior, reason)) in cases.into_iter().enumerate() {
         let tag = i as u64 + 2;
-        bg.stage(format!("v{tag}"), t.model_with(tag, behavior)).unwrap();
+        bg.stage(format!("v{tag}"), t.model_with(tag, behavior))
+            .unwrap();
         let err = bg.swap().unwrap_err();
         assert!(
             matches!(&err, Error::WarmupFailed { reason: r, .. } if r == reason),

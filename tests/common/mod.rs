@@ -149,18 +149,18 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         let running = self.in_flight.load(Ordering::SeqCst);
         if running != 0 {
-            self.tracker
-                .violations
-                .lock()
-                .push(format!("model {} dropped with {running} calls running", self.tag));
+            self.tracker.violations.lock().push(format!(
+                "model {} dropped with {running} calls running",
+                self.tag
+            ));
         }
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("<unnamed>");
         if name.starts_with("reader") {
-            self.tracker
-                .violations
-                .lock()
-                .push(format!("model {} dropped on reader thread {name}", self.tag));
+            self.tracker.violations.lock().push(format!(
+                "model {} dropped on reader thread {name}",
+                self.tag
+            ));
         }
         *self.tracker.drops.lock().entry(self.tag).or_default() += 1;
         self.tracker.alive.fetch_sub(1, Ordering::SeqCst);

@@ -1,0 +1,366 @@
+//! Quality and regression gates over a golden set, and the evaluation they share.
+
+use std::sync::Arc;
+
+use ndarray::{Array1, Array2, Axis};
+use parking_lot::Mutex;
+
+use super::{Binding, Predictions, accuracy};
+use crate::golden::GoldenSet;
+use crate::model::Model;
+use crate::schema::ModelInfo;
+use crate::validate::{Bound, Context, Validator, Verdict};
+
+/// How many evaluated models the cache keeps (candidate and live, with room to spare).
+const CACHE_ENTRIES: usize = 4;
+
+/// One model's predictions over the whole golden set.
+pub(crate) struct Evaluation {
+    pub(crate) labels: Array1<i64>,
+    pub(crate) scores: Option<Array2<f32>>,
+    /// Where the output disagreed with the model's declared schema, if anywhere.
+    pub(crate) declared_mismatch: Option<String>,
+}
+
+type Cached = Arc<Result<Evaluation, String>>;
+
+pub(crate) struct Shared<M: Model> {
+    pub(crate) golden: Arc<GoldenSet>,
+    pub(crate) binding: Arc<dyn Binding<M>>,
+    pub(crate) batch: usize,
+    cache: Mutex<Vec<(u64, Cached)>>,
+}
+
+impl<M: Model> Shared<M> {
+    /// The evaluation of the model with `generation`, computed once per model.
+    pub(crate) fn evaluation(&self, generation: u64, model: &M, info: &ModelInfo) -> Cached {
+        if let Some((_, hit)) = self.cache.lock().iter().find(|(g, _)| *g == generation) {
+            return Arc::clone(hit);
+        }
+        // Computed outside the lock: two gates racing on one model only waste work.
+        let fresh: Cached = Arc::new(self.evaluate(model, info));
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((generation, Arc::clone(&fresh)));
+        fresh
+    }
+
+    fn evaluate(&self, model: &M, info: &ModelInfo) -> Result<Evaluation, String> {
+        let mut labels = Vec::with_capacity(self.golden.len());
+        let mut scores: Vec<Array2<f32>> = Vec::new();
+        let mut declared_mismatch = None;
+        for (range, rows) in self.golden.batches(self.batch) {
+            let n = range.len();
+            let input = self.binding.input(rows);
+            let output = model
+                .predict(&input)
+                .map_err(|e| format!("model failed on golden rows {range:?}: {e}"))?;
+            if declared_mismatch.is_none() {
+                declared_mismatch = self.binding.check_declared(&output, info).err();
+            }
+            let p: Predictions = self
+                .binding
+                .read(&output, n)
+                .map_err(|e| format!("unreadable output for golden rows {range:?}: {e}"))?;
+            if p.labels.len() != n {
+                return Err(format!(
+                    "model returned {} labels for {n} golden rows {range:?}",
+                    p.labels.len()
+                ));
+            }
+            labels.extend(p.labels.iter().copied());
+            if let Some(s) = p.scores {
+                if s.nrows() != n {
+                    return Err(format!(
+                        "model returned {} score rows for {n} golden rows {range:?}",
+                        s.nrows()
+                    ));
+                }
+                if scores.first().is_some_and(|f| f.ncols() != s.ncols()) {
+                    return Err(format!(
+                        "score width changed between batches ({} then {})",
+                        scores[0].ncols(),
+                        s.ncols()
+                    ));
+                }
+                scores.push(s);
+            }
+        }
+        let scores = if scores.is_empty() {
+            None
+        } else {
+            let views: Vec<_> = scores.iter().map(|s| s.view()).collect();
+            Some(ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())?)
+        };
+        Ok(Evaluation {
+            labels: Array1::from(labels),
+            scores,
+            declared_mismatch,
+        })
+    }
+
+    pub(crate) fn candidate(&self, cx: &Context<M>) -> Cached {
+        self.evaluation(
+            cx.candidate_generation(),
+            cx.candidate(),
+            cx.candidate_info(),
+        )
+    }
+
+    pub(crate) fn live(&self, cx: &Context<M>) -> Cached {
+        self.evaluation(cx.live_generation(), cx.live(), cx.live_info())
+    }
+}
+
+/// Makes golden-set gates that share one [`GoldenSet`], one [`Binding`] and an evaluation
+/// cache. See the [module docs](crate::gates) for the list of gates.
+///
+/// ```
+/// use bluegreen::gates::{Binding, GoldenGates, Predictions};
+/// use bluegreen::{BlueGreen, GoldenSet, Model};
+/// use ndarray::{array, Array1, Array2, ArrayView2};
+///
+/// /// Classifies a row by its largest feature.
+/// struct ArgMax;
+/// impl Model for ArgMax {
+///     type Input = Array2<f32>;
+///     type Output = Array2<f32>;
+///     type Error = std::convert::Infallible;
+///     fn predict(&self, x: &Array2<f32>) -> Result<Array2<f32>, Self::Error> { Ok(x.clone()) }
+/// }
+/// struct Rows;
+/// impl Binding<ArgMax> for Rows {
+///     fn input(&self, rows: ArrayView2<'_, f32>) -> Array2<f32> { rows.to_owned() }
+///     fn read(&self, out: &Array2<f32>, _: usize) -> Result<Predictions, String> {
+///         Ok(Predictions::from_scores(out.clone()))
+///     }
+/// }
+///
+/// let golden = GoldenSet::new(array![[0.9f32, 0.1], [0.2, 0.8]])?
+///     .with_labels(Array1::from(vec![0i64, 1]))?;
+/// let gates = GoldenGates::new(golden, Rows);
+/// let bg = BlueGreen::builder()
+///     .validator(gates.accuracy(0.95))
+///     .validator(gates.agreement(0.9))
+///     .build("v1", ArgMax)?;
+/// bg.stage("v2", ArgMax)?;
+/// let report = bg.swap()?.validation;
+/// assert_eq!(report.check("accuracy").unwrap().measured, Some(1.0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct GoldenGates<M: Model> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M: Model> Clone for GoldenGates<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M: Model> GoldenGates<M> {
+    /// Gates over `golden`, feeding models through `binding`, 256 examples per call.
+    pub fn new(golden: impl Into<Arc<GoldenSet>>, binding: impl Binding<M>) -> Self {
+        Self::with_batch_size(golden, binding, 256)
+    }
+
+    /// Like [`new`](Self::new), with `batch` examples per model call.
+    pub fn with_batch_size(
+        golden: impl Into<Arc<GoldenSet>>,
+        binding: impl Binding<M>,
+        batch: usize,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                golden: golden.into(),
+                binding: Arc::new(binding),
+                batch: batch.max(1),
+                cache: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The golden set.
+    pub fn golden(&self) -> &GoldenSet {
+        &self.shared.golden
+    }
+
+    /// Candidate accuracy against the true labels must be at least `min` (0..=1).
+    pub fn accuracy(&self, min: f64) -> AccuracyGate<M> {
+        AccuracyGate {
+            shared: Arc::clone(&self.shared),
+            min,
+        }
+    }
+
+    /// Candidate scores must be within `max_abs` of the golden set's expected outputs
+    /// (largest absolute difference; the mean is reported too).
+    pub fn expected_outputs(&self, max_abs: f64) -> ExpectedOutputsGate<M> {
+        ExpectedOutputsGate {
+            shared: Arc::clone(&self.shared),
+            max_abs,
+        }
+    }
+
+    /// Candidate accuracy may be at most `max_drop` below the live model's, both measured
+    /// now on the same golden set.
+    pub fn regression(&self, max_drop: f64) -> RegressionGate<M> {
+        RegressionGate {
+            shared: Arc::clone(&self.shared),
+            max_drop,
+        }
+    }
+
+    /// Candidate and live model must predict the same label on at least `min` (0..=1) of
+    /// the golden examples.
+    pub fn agreement(&self, min: f64) -> AgreementGate<M> {
+        AgreementGate {
+            shared: Arc::clone(&self.shared),
+            min,
+        }
+    }
+
+    /// Outputs must be finite, probabilities in range and outputs as declared.
+    pub fn sanity(&self) -> super::SanityGate<M> {
+        super::SanityGate::new(Arc::clone(&self.shared))
+    }
+
+    /// Candidate p99 latency per single-example call must fit `budget`.
+    pub fn latency(&self, budget: super::LatencyBudget) -> super::LatencyGate<M> {
+        super::LatencyGate::new(Arc::clone(&self.shared), budget)
+    }
+}
+
+/// Fails when a model could not be evaluated; otherwise hands the evaluation on.
+macro_rules! evaluated {
+    ($cached:expr, $who:literal) => {
+        match &*$cached {
+            Ok(e) => e,
+            Err(msg) => return Verdict::fail(format!("{}: {msg}", $who)),
+        }
+    };
+}
+pub(crate) use evaluated;
+
+/// Gate: candidate accuracy ≥ min. From [`GoldenGates::accuracy`].
+pub struct AccuracyGate<M: Model> {
+    shared: Arc<Shared<M>>,
+    min: f64,
+}
+
+impl<M: Model> Validator<M> for AccuracyGate<M> {
+    fn name(&self) -> &str {
+        "accuracy"
+    }
+
+    fn validate(&self, cx: &Context<M>) -> Verdict {
+        let Some(truth) = self.shared.golden.labels() else {
+            return Verdict::fail("the golden set has no labels");
+        };
+        let cand = self.shared.candidate(cx);
+        let c = evaluated!(cand, "candidate");
+        let acc = accuracy(&c.labels, truth);
+        Verdict::measure(acc, Bound::AtLeast(self.min)).with_detail(format!(
+            "{} of {} golden examples right",
+            (acc * truth.len() as f64).round(),
+            truth.len()
+        ))
+    }
+}
+
+/// Gate: max abs error vs expected outputs ≤ max. From [`GoldenGates::expected_outputs`].
+pub struct ExpectedOutputsGate<M: Model> {
+    shared: Arc<Shared<M>>,
+    max_abs: f64,
+}
+
+impl<M: Model> Validator<M> for ExpectedOutputsGate<M> {
+    fn name(&self) -> &str {
+        "expected_outputs"
+    }
+
+    fn validate(&self, cx: &Context<M>) -> Verdict {
+        let Some(expected) = self.shared.golden.expected() else {
+            return Verdict::fail("the golden set has no expected outputs");
+        };
+        let cand = self.shared.candidate(cx);
+        let c = evaluated!(cand, "candidate");
+        let Some(scores) = &c.scores else {
+            return Verdict::fail("the candidate's output has no scores to compare");
+        };
+        if scores.dim() != expected.dim() {
+            return Verdict::fail(format!(
+                "candidate scores have shape {:?}, expected outputs {:?}",
+                scores.dim(),
+                expected.dim()
+            ));
+        }
+        let (mut max, mut sum) = (0f64, 0f64);
+        for (a, b) in scores.iter().zip(expected) {
+            let d = f64::from((a - b).abs());
+            // NaN must fail, so it counts as infinitely far.
+            let d = if d.is_nan() { f64::INFINITY } else { d };
+            max = max.max(d);
+            sum += d;
+        }
+        let mean = sum / expected.len() as f64;
+        Verdict::measure(max, Bound::AtMost(self.max_abs))
+            .with_detail(format!("mean abs error {mean:.3e}"))
+    }
+}
+
+/// Gate: candidate accuracy ≥ live accuracy − max_drop. From [`GoldenGates::regression`].
+pub struct RegressionGate<M: Model> {
+    shared: Arc<Shared<M>>,
+    max_drop: f64,
+}
+
+impl<M: Model> Validator<M> for RegressionGate<M> {
+    fn name(&self) -> &str {
+        "regression"
+    }
+
+    fn validate(&self, cx: &Context<M>) -> Verdict {
+        let Some(truth) = self.shared.golden.labels() else {
+            return Verdict::fail("the golden set has no labels");
+        };
+        let (cand, live) = (self.shared.candidate(cx), self.shared.live(cx));
+        let c = evaluated!(cand, "candidate");
+        let l = evaluated!(live, "live model");
+        let (ca, la) = (accuracy(&c.labels, truth), accuracy(&l.labels, truth));
+        Verdict::measure(ca - la, Bound::AtLeast(-self.max_drop)).with_detail(format!(
+            "candidate {} accuracy {ca:.4} vs live {} {la:.4}",
+            cx.candidate_version(),
+            cx.live_version()
+        ))
+    }
+}
+
+/// Gate: share of same top label as live ≥ min. From [`GoldenGates::agreement`].
+pub struct AgreementGate<M: Model> {
+    shared: Arc<Shared<M>>,
+    min: f64,
+}
+
+impl<M: Model> Validator<M> for AgreementGate<M> {
+    fn name(&self) -> &str {
+        "agreement"
+    }
+
+    fn validate(&self, cx: &Context<M>) -> Verdict {
+        let (cand, live) = (self.shared.candidate(cx), self.shared.live(cx));
+        let c = evaluated!(cand, "candidate");
+        let l = evaluated!(live, "live model");
+        let agree = accuracy(&c.labels, &l.labels);
+        Verdict::measure(agree, Bound::AtLeast(self.min)).with_detail(format!(
+            "same label as live {} on {} of {} examples",
+            cx.live_version(),
+            (agree * l.labels.len() as f64).round(),
+            l.labels.len()
+        ))
+    }
+}

@@ -1,0 +1,94 @@
+//! Built-in gates: golden-set quality, regression against the live model, numeric sanity,
+//! schema compatibility and latency budget.
+//!
+//! Every gate is a [`Validator`](crate::Validator) that reports the value it measured and
+//! the bound it held it to, so a [`ValidationReport`](crate::ValidationReport) reads like a
+//! checklist:
+//!
+//! | gate | measures | passes when |
+//! |---|---|---|
+//! | [`accuracy`](GoldenGates::accuracy) | candidate accuracy vs true labels | ≥ min |
+//! | [`expected_outputs`](GoldenGates::expected_outputs) | max abs error vs expected outputs | ≤ max |
+//! | [`regression`](GoldenGates::regression) | candidate accuracy − live accuracy | ≥ −max_drop |
+//! | [`agreement`](GoldenGates::agreement) | share of examples where candidate and live agree on the top label | ≥ min |
+//! | [`sanity`](GoldenGates::sanity) | non-finite values, probabilities out of range, outputs off their declared shape/dtype | = 0 |
+//! | [`latency`](GoldenGates::latency) | candidate p99 per single-example call (absolute, or ÷ live p99 in the same run) | ≤ budget |
+//! | [`SchemaGate`] | inputs the service feeds that the candidate does not accept; metadata mismatches | = 0 |
+//!
+//! Golden-set gates come from one [`GoldenGates`], which holds the [`GoldenSet`] and a
+//! [`Binding`] — how a batch of golden rows becomes a model input and how a model output
+//! becomes labels and scores. Gates made by one `GoldenGates` share a small cache, so a
+//! model is run over the golden set once per validation however many gates look at it.
+
+mod golden_gates;
+mod latency;
+mod sanity;
+mod schema;
+
+use ndarray::{Array1, Array2, ArrayView2};
+
+use crate::model::Model;
+use crate::schema::ModelInfo;
+
+pub use golden_gates::{
+    AccuracyGate, AgreementGate, ExpectedOutputsGate, GoldenGates, RegressionGate,
+};
+pub use latency::{LatencyBudget, LatencyGate};
+pub use sanity::SanityGate;
+pub use schema::SchemaGate;
+
+/// How golden-set rows become a model input, and a model output becomes predictions.
+///
+/// [`OnnxBinding`](crate::onnx::OnnxBinding) implements it for ONNX classifiers; implement
+/// it for your own model types.
+pub trait Binding<M: Model>: Send + Sync + 'static {
+    /// The model input for a batch of golden rows (one example per row).
+    fn input(&self, rows: ArrayView2<'_, f32>) -> M::Input;
+
+    /// The predictions in `output`, which answered a batch of `rows` examples.
+    fn read(&self, output: &M::Output, rows: usize) -> Result<Predictions, String>;
+
+    /// Whether `output` matches what the model declares in `info` (names, element types,
+    /// shapes). Used by the sanity gate; the default checks nothing.
+    fn check_declared(&self, output: &M::Output, info: &ModelInfo) -> Result<(), String> {
+        let _ = (output, info);
+        Ok(())
+    }
+}
+
+/// What a model predicted for a batch of examples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// The predicted class of each example.
+    pub labels: Array1<i64>,
+    /// Per-class scores (probabilities) of each example, if the model gives them.
+    pub scores: Option<Array2<f32>>,
+}
+
+impl Predictions {
+    /// Predictions from scores alone: each label is the row's arg-max (NaN never wins).
+    pub fn from_scores(scores: Array2<f32>) -> Self {
+        let labels = scores
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let mut best: Option<(usize, f32)> = None;
+                for (i, &v) in row.iter().enumerate() {
+                    if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+                        best = Some((i, v));
+                    }
+                }
+                best.map_or(-1, |(i, _)| i as i64)
+            })
+            .collect();
+        Self {
+            labels,
+            scores: Some(scores),
+        }
+    }
+}
+
+pub(crate) fn accuracy(labels: &Array1<i64>, truth: &Array1<i64>) -> f64 {
+    let hits = labels.iter().zip(truth).filter(|(a, b)| a == b).count();
+    hits as f64 / truth.len().max(1) as f64
+}
