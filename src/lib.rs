@@ -74,6 +74,8 @@ mod model;
 mod report;
 mod retire;
 mod schema;
+#[cfg(feature = "serde")]
+mod serde_util;
 mod slot;
 mod stats;
 mod status;

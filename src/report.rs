@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::validate::ValidationReport;
 
 /// The result of [`BlueGreen::stage`](crate::BlueGreen::stage).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageReport {
     /// The staged candidate's version.
@@ -14,12 +15,15 @@ pub struct StageReport {
     /// The model that was retired to make room, if the standby slot was occupied.
     pub retired: Option<String>,
     /// How long retiring waited for the old model's in-flight calls to drain.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub drain_wait: Duration,
     /// How long loading took (for [`stage_with`](crate::BlueGreen::stage_with)).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub load: Duration,
 }
 
 /// The result of a successful [`BlueGreen::swap`](crate::BlueGreen::swap).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwapReport {
     /// The version that was active before.
@@ -29,10 +33,13 @@ pub struct SwapReport {
     /// Every gate the candidate passed.
     pub validation: ValidationReport,
     /// Time spent warming the candidate.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub warm_up: Duration,
     /// Time of the flip itself (one atomic pointer store plus bookkeeping).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub flip: Duration,
     /// Wall time of the whole swap.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub total: Duration,
     /// References still held on the old model when the swap returned (calls that started
     /// before the flip and are finishing on it); 0 means it had already drained.
@@ -47,6 +54,7 @@ impl SwapReport {
 }
 
 /// The result of a successful [`BlueGreen::rollback`](crate::BlueGreen::rollback).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollbackReport {
     /// The version rolled back from (now standby, state rolled-back).
@@ -54,6 +62,7 @@ pub struct RollbackReport {
     /// The version now active again.
     pub to: String,
     /// Time of the flip.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub flip: Duration,
     /// References still held on the rolled-back model when rollback returned.
     pub old_holders: u64,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Element type of a tensor.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ElementType {
@@ -42,6 +43,7 @@ impl fmt::Display for ElementType {
 }
 
 /// One dimension of a declared shape.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dim {
     /// A fixed size.
@@ -71,6 +73,7 @@ impl fmt::Display for Dim {
 }
 
 /// A named tensor a model takes or produces.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TensorSpec {
     /// The tensor's name in the model graph.
@@ -111,6 +114,7 @@ impl fmt::Display for TensorSpec {
 
 /// What a model says about itself. Everything is optional: plain-Rust models may declare
 /// nothing; ONNX models declare their graph's inputs, outputs and custom metadata.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelInfo {
     /// Declared inputs, in graph order (empty when unknown).

@@ -7,6 +7,7 @@ use crate::schema::ModelInfo;
 use crate::validate::ValidationReport;
 
 /// What a slot holds, from the deployment's point of view.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SlotState {
@@ -39,6 +40,7 @@ impl fmt::Display for SlotState {
 }
 
 /// One slot at the moment of the snapshot.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotStatus {
     /// Version label given at stage time.
@@ -59,12 +61,17 @@ pub struct SlotStatus {
     /// Calls that returned an error.
     pub errors: u64,
     /// When the model was staged (or given at construction).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::unix_secs")
+    )]
     pub loaded_at: SystemTime,
     /// What the model declares about itself.
     pub info: ModelInfo,
 }
 
 /// A snapshot of a deployment, from [`BlueGreen::status`](crate::BlueGreen::status).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
     /// The model serving traffic.
@@ -80,6 +87,10 @@ pub struct Status {
     /// The most recent validation (from a swap or a dry run).
     pub last_validation: Option<ValidationReport>,
     /// When the active or standby slot last changed.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::unix_secs")
+    )]
     pub last_change: SystemTime,
 }
 

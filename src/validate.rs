@@ -158,6 +158,7 @@ impl<M: Model> Context<M> {
 }
 
 /// A limit a measured value is held to.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Bound {
     /// Passes when measured ≥ the limit (accuracy, agreement).
@@ -254,6 +255,7 @@ impl<E: fmt::Display> From<Result<(), E>> for Verdict {
 }
 
 /// How one gate ended.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckStatus {
     /// The gate passed.
@@ -278,6 +280,7 @@ impl fmt::Display for CheckStatus {
 }
 
 /// The outcome of one gate in a [`ValidationReport`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     /// The validator's name.
@@ -291,6 +294,7 @@ pub struct Check {
     /// Explanation (the reason for a failure, the panic message, …).
     pub detail: String,
     /// How long the gate ran (until its deadline, for a timeout).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub elapsed: Duration,
 }
 
@@ -318,6 +322,7 @@ impl fmt::Display for Check {
 }
 
 /// Every gate's outcome for one candidate.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationReport {
     /// Version of the candidate.
@@ -327,8 +332,13 @@ pub struct ValidationReport {
     /// One entry per configured validator, in configuration order.
     pub checks: Vec<Check>,
     /// Wall time of the whole validation.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub elapsed: Duration,
     /// When validation finished.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::unix_secs")
+    )]
     pub finished_at: SystemTime,
 }
 
@@ -346,6 +356,13 @@ impl ValidationReport {
     /// The check with this name.
     pub fn check(&self, name: &str) -> Option<&Check> {
         self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// The report as pretty-printed JSON (for CI logs and dashboards).
+    #[cfg(feature = "serde")]
+    pub fn to_json(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
     /// One line naming the failed gates, for error messages.

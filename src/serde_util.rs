@@ -1,0 +1,16 @@
+//! Serialization helpers for the optional `serde` feature: times as plain numbers.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serializer;
+
+/// A duration as fractional seconds.
+pub(crate) fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A wall-clock time as fractional seconds since the Unix epoch.
+pub(crate) fn unix_secs<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    s.serialize_f64(since.as_secs_f64())
+}
