@@ -71,6 +71,8 @@ mod error;
 pub mod gates;
 mod golden;
 mod model;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 mod report;
 mod retire;
 mod schema;
@@ -86,6 +88,8 @@ pub use crate::bluegreen::{Active, BlueGreen, Builder};
 pub use crate::error::{Error, Result};
 pub use crate::golden::{GoldenError, GoldenSet, NpzSpec};
 pub use crate::model::Model;
+#[cfg(feature = "onnx")]
+pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
 pub use crate::report::{RollbackReport, StageReport, SwapReport};
 pub use crate::schema::{Dim, ElementType, ModelInfo, TensorSpec};
 pub use crate::status::{SlotState, SlotStatus, Status};

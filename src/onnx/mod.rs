@@ -1,0 +1,121 @@
+//! ONNX Runtime backend: [`OnnxModel`] serves an `.onnx` file through the [`Model`](crate::Model)
+//! trait, from many threads at once.
+//!
+//! ```no_run
+//! use bluegreen::Model;
+//! use bluegreen::onnx::{Inputs, OnnxModel, init_runtime, ndarray::Array2};
+//!
+//! init_runtime()?; // optional: fail at start-up, with instructions, if ONNX Runtime is missing
+//! let model = OnnxModel::load("models/digits/2/model.onnx")?;
+//! println!("{:?}", model.info().inputs); // [input: f32[batch, 64]]
+//!
+//! let x = Array2::<f32>::zeros((3, 64));
+//! let out = model.predict(&Inputs::single(x))?;
+//! for (name, tensor) in out.iter() {
+//!     println!("{name}: {:?}", tensor.dtype());
+//! }
+//! let labels = out.i64("label")?; // shape [3]
+//! # let _ = labels;
+//! # Ok::<(), bluegreen::onnx::OnnxError>(())
+//! ```
+//!
+//! # Inputs and outputs
+//!
+//! [`Inputs`] binds `f32`/`i64` [`ndarray`] arrays ([`Tensor`]) to input names
+//! ([`Inputs::single`] for a model with one input). Before ONNX Runtime sees anything, each
+//! call is checked against the model: unknown, missing or repeated names, element type, rank
+//! and every fixed dimension; a mismatch is a typed [`OnnxError`] naming the input, what the
+//! model declares and what was given. Arrays are passed to ONNX Runtime by reference, not
+//! copied (unless they are not in standard layout). [`Outputs`] owns ONNX Runtime's output
+//! buffers and lends them as `ndarray` views ([`Outputs::f32`], [`Outputs::i64`],
+//! [`Outputs::iter`] in graph order).
+//!
+//! [`OnnxBinding`] connects an [`OnnxModel`] to the golden-set gates
+//! ([`GoldenGates`](crate::gates::GoldenGates)): golden rows become the model's input, and
+//! predictions are read from its `label` / `probabilities` outputs (configurable).
+//!
+//! [`Model::info`](crate::Model::info) reports the graph's inputs and outputs (symbolic
+//! dimensions as [`Dim::Dynamic`](crate::Dim::Dynamic) with their name, e.g. `batch`) and the
+//! model's metadata: every custom metadata entry under its own key (`feature_schema`,
+//! `model_version`, …), plus the standard ONNX fields, when set, under `onnx.producer_name`,
+//! `onnx.graph_name`, `onnx.domain`, `onnx.doc_string`, `onnx.graph_doc_string`,
+//! `onnx.model_version`.
+//!
+//! # Concurrency: a pool of sessions
+//!
+//! ort's `Session::run` takes `&mut self` (ONNX Runtime's `Run` is not safe to call
+//! concurrently on one session in every configuration), so one session serves one call at a
+//! time. An [`OnnxModel`] therefore holds a pool of sessions, each behind its own
+//! `parking_lot::Mutex` on its own cache line, sized with [`OnnxConfig::pool_size`]
+//! (default: the number of CPUs) — size it to the number of threads that call `predict`.
+//!
+//! Picking a session must not itself become the bottleneck: a write to memory that several
+//! threads share (a round-robin counter, a shared reference count) costs ~10× more at two
+//! threads than at one. So there is none on the hot path. Each thread has a *home* index in a
+//! thread-local, assigned once per thread. A call `try_lock`s the home session; if another
+//! thread holds it, it tries the others in turn and makes the first free one its new home, so
+//! threads settle on distinct sessions; only when every session is busy does it wait, on its
+//! home. In the steady state each session's lock (and the reference count of its output-name
+//! list, cloned into each [`Outputs`]) is only ever touched by one thread.
+//!
+//! [`Model::warm_up`](crate::Model::warm_up) runs every sample on **every** session of the
+//! pool: a fresh session's first run is ~50× slower than steady state (lazy allocation,
+//! kernel selection), and a pool warmed through `predict` would warm only one session.
+//! [`OnnxModel::runs_per_session`] shows what ran where.
+//!
+//! ## Memory
+//!
+//! Every session loads its own copy of the graph and its weights: a pool of `n` sessions
+//! needs about `n` times the model's size. The sessions share a `PrepackedWeightsContainer`
+//! ([`OnnxConfig::share_prepacked_weights`], on by default), so the re-laid-out copies that
+//! kernels such as MatMul/Gemm/Conv build at load time exist once per model rather than once
+//! per session. For a large model, prefer a smaller pool with more
+//! [`intra_threads`](OnnxConfig::intra_threads) each.
+//!
+//! # Linking ONNX Runtime
+//!
+//! bluegreen depends on `ort` without choosing how ONNX Runtime is linked
+//! (`default-features = false`), so the application decides, in its own `Cargo.toml`:
+//!
+//! - `ort = { version = "=2.0.0-rc.15", features = ["download-binaries"] }`: ort downloads
+//!   ONNX Runtime at build time and links it in (needs internet at build time).
+//! - `ort = { version = "=2.0.0-rc.15", features = ["load-dynamic"] }`: ONNX Runtime
+//!   (≥ 1.31) is loaded at run time from `ORT_DYLIB_PATH` (or `libonnxruntime.so` on the
+//!   loader path). Without internet, the `onnxruntime==1.31.1` wheel on PyPI contains
+//!   `onnxruntime/capi/libonnxruntime.so.1.31.1`; this repository's `scripts/setup-ort.sh`
+//!   extracts it to `.ort/lib/`, and `.cargo/config.toml` points `ORT_DYLIB_PATH` there for
+//!   the repository's own tests, examples and benches.
+//!
+//! # Runtime initialization and errors
+//!
+//! ort creates ONNX Runtime's process-wide environment lazily and, with `load-dynamic`,
+//! **panics** when the library cannot be loaded. bluegreen does not let that reach you: the
+//! first model load (or an explicit [`init_runtime`]) creates the environment once, inside a
+//! `OnceLock`. Before ort is touched, an `ORT_DYLIB_PATH` naming a missing file is reported
+//! as [`OnnxError::RuntimeNotFound`], one naming a directory or a file that is not a shared
+//! library as [`OnnxError::RuntimeUnavailable`]; any panic from ort's loader after that (a
+//! library without the ONNX Runtime API, one older than 1.31) is caught and returned as
+//! [`OnnxError::RuntimeUnavailable`] too. Every such message says what to do:
+//! run `scripts/setup-ort.sh`, or set `ORT_DYLIB_PATH` to `libonnxruntime.so` 1.31.x, or
+//! enable ort's `download-binaries` feature. A failed initialization is retried on the next
+//! call. To use an environment of your own (custom logging, execution providers, or a
+//! library loaded from an explicit path with `ort::init_from`), pass it to
+//! [`init_runtime_with`] before loading models. (Catching ort's panic needs unwinding: under
+//! `panic = "abort"` only the checks made before ort is touched return errors.)
+
+mod binding;
+mod error;
+mod model;
+mod runtime;
+mod tensor;
+
+pub use self::binding::OnnxBinding;
+pub use self::error::{OnnxError, RUNTIME_FIX};
+pub use self::model::{OnnxConfig, OnnxModel, OptimizationLevel};
+pub use self::runtime::{init_runtime, init_runtime_with, runtime_initialized};
+pub use self::tensor::{Inputs, Outputs, Tensor, TensorView};
+
+/// The `ndarray` version bluegreen's tensors use, re-exported so that yours matches.
+pub use ndarray;
+/// The `ort` version bluegreen is built on (for [`init_runtime_with`] and `ort::init_from`).
+pub use ort;

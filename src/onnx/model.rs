@@ -1,0 +1,795 @@
+//! [`OnnxModel`]: a pool of ONNX Runtime sessions behind the [`Model`] trait.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use ndarray::ArrayD;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Outlet, TensorRef, ValueType};
+use parking_lot::Mutex;
+
+use super::OnnxError;
+use super::runtime::environment;
+use super::tensor::{InputKey, Inputs, Outputs, Tensor, element_type, value_element_type};
+use crate::{Dim, Model, ModelInfo, TensorSpec};
+
+/// How much ONNX Runtime rewrites the graph when loading a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum OptimizationLevel {
+    /// No graph optimizations.
+    Disable,
+    /// Constant folding, redundant node elimination.
+    Basic,
+    /// Basic plus complex node fusions.
+    Extended,
+    /// Extended plus layout optimizations.
+    Layout,
+    /// Everything (ONNX Runtime's default).
+    #[default]
+    All,
+}
+
+impl From<OptimizationLevel> for GraphOptimizationLevel {
+    fn from(l: OptimizationLevel) -> Self {
+        match l {
+            OptimizationLevel::Disable => GraphOptimizationLevel::Disable,
+            OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
+            OptimizationLevel::Extended => GraphOptimizationLevel::Level2,
+            OptimizationLevel::Layout => GraphOptimizationLevel::Level3,
+            OptimizationLevel::All => GraphOptimizationLevel::All,
+        }
+    }
+}
+
+/// How an [`OnnxModel`] is loaded: pool size, threads, optimization.
+///
+/// ```no_run
+/// use bluegreen::onnx::{OnnxConfig, OptimizationLevel};
+///
+/// let model = OnnxConfig::new()
+///     .pool_size(4)                 // one session per request thread
+///     .intra_threads(1)             // each call runs on its caller's thread only
+///     .optimization_level(OptimizationLevel::All)
+///     .load("models/digits/2/model.onnx")?;
+/// # Ok::<(), bluegreen::onnx::OnnxError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxConfig {
+    pool_size: Option<usize>,
+    intra_threads: usize,
+    optimization_level: OptimizationLevel,
+    share_prepacked_weights: bool,
+}
+
+impl Default for OnnxConfig {
+    fn default() -> Self {
+        Self {
+            pool_size: None,
+            intra_threads: 1,
+            optimization_level: OptimizationLevel::All,
+            share_prepacked_weights: true,
+        }
+    }
+}
+
+impl OnnxConfig {
+    /// The defaults: one session per available CPU, one intra-op thread per session, all
+    /// graph optimizations, prepacked weights shared between the sessions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of sessions in the pool: how many calls can run at the same time. Size it to
+    /// the number of threads that call [`predict`](Model::predict) concurrently. Default:
+    /// [`std::thread::available_parallelism`]. Each session holds its own copy of the model's
+    /// weights (see the [module docs](super#memory)). Must be at least 1.
+    #[must_use]
+    pub fn pool_size(mut self, sessions: usize) -> Self {
+        self.pool_size = Some(sessions);
+        self
+    }
+
+    /// Threads ONNX Runtime may use *inside* one call (intra-op parallelism). Default 1: the
+    /// calling thread does all the work, and concurrency comes from the pool. 0 lets ONNX
+    /// Runtime choose (one per core, per session).
+    #[must_use]
+    pub fn intra_threads(mut self, threads: usize) -> Self {
+        self.intra_threads = threads;
+        self
+    }
+
+    /// Graph optimization level. Default [`OptimizationLevel::All`].
+    #[must_use]
+    pub fn optimization_level(mut self, level: OptimizationLevel) -> Self {
+        self.optimization_level = level;
+        self
+    }
+
+    /// Share prepacked weights (ONNX Runtime's `PrepackedWeightsContainer`) between the
+    /// pool's sessions. Default on. Turn off to rule it out when debugging.
+    #[must_use]
+    pub fn share_prepacked_weights(mut self, share: bool) -> Self {
+        self.share_prepacked_weights = share;
+        self
+    }
+
+    /// The pool size this configuration resolves to.
+    pub fn resolved_pool_size(&self) -> usize {
+        self.pool_size.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// Loads the model file at `path` with this configuration.
+    ///
+    /// # Errors
+    /// [`OnnxError::ModelNotFound`], [`OnnxError::ModelUnreadable`],
+    /// [`OnnxError::InvalidModel`] (naming the path), [`OnnxError::InvalidConfig`], or a
+    /// runtime error (see [`init_runtime`](super::init_runtime)).
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<OnnxModel, OnnxError> {
+        let path = path.as_ref();
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(OnnxError::ModelUnreadable {
+                    path: path.to_path_buf(),
+                    reason: "not a regular file".to_string(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OnnxError::ModelNotFound {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => {
+                return Err(OnnxError::ModelUnreadable {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        OnnxModel::build(self, Source::File(path))
+    }
+
+    /// Loads a model from the bytes of an `.onnx` file with this configuration. The bytes are
+    /// not kept. Models with external weight files cannot be loaded this way.
+    ///
+    /// # Errors
+    /// [`OnnxError::InvalidModel`] (with `path: None`), [`OnnxError::InvalidConfig`], or a
+    /// runtime error.
+    pub fn load_from_memory(&self, bytes: &[u8]) -> Result<OnnxModel, OnnxError> {
+        OnnxModel::build(self, Source::Memory(bytes))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Memory(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            Source::File(p) => Some(p.to_path_buf()),
+            Source::Memory(_) => None,
+        }
+    }
+}
+
+/// One pooled session. Only touched by the thread holding its lock.
+struct Slot {
+    session: Session,
+    /// This slot's own copy of the output names, so that cloning the `Arc` into each
+    /// [`Outputs`] only touches a cache line owned by this slot's usual thread.
+    output_names: Arc<[String]>,
+    /// Successful and failed `run`s on this session (diagnostics; see
+    /// [`OnnxModel::runs_per_session`]).
+    runs: u64,
+}
+
+/// An ONNX model served by a pool of ONNX Runtime sessions.
+///
+/// Implements [`Model`] with [`Inputs`] → [`Outputs`]. Many threads can call
+/// [`predict`](Model::predict) at once: each call takes one session from the pool (see the
+/// [module docs](super#concurrency-a-pool-of-sessions) for how, without shared writes), so up
+/// to [`pool_size`](OnnxModel::pool_size) calls run in parallel.
+///
+/// ```no_run
+/// use bluegreen::Model;
+/// use bluegreen::onnx::{Inputs, OnnxModel, ndarray::Array2};
+///
+/// let model = OnnxModel::load("models/digits/2/model.onnx")?;
+/// let out = model.predict(&Inputs::single(Array2::<f32>::zeros((1, 64))))?;
+/// let label = out.i64("label")?;
+/// let probabilities = out.f32("probabilities")?;
+/// assert_eq!(probabilities.shape(), &[1, 10]);
+/// # let _ = label;
+/// # Ok::<(), bluegreen::onnx::OnnxError>(())
+/// ```
+pub struct OnnxModel {
+    // Field order matters for drop: sessions go before the prepacked-weights container.
+    slots: Box<[CachePadded<Mutex<Slot>>]>,
+    /// The model's inputs, in graph order (also in `info`), resolved once at load.
+    inputs: Box<[TensorSpec]>,
+    input_names: Box<[String]>,
+    info: ModelInfo,
+    path: Option<PathBuf>,
+    prepacked: Option<PrepackedWeights>,
+}
+
+impl OnnxModel {
+    /// Loads the model file at `path` with the default [`OnnxConfig`].
+    ///
+    /// # Errors
+    /// See [`OnnxConfig::load`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, OnnxError> {
+        OnnxConfig::default().load(path)
+    }
+
+    /// Loads a model from the bytes of an `.onnx` file with the default [`OnnxConfig`].
+    ///
+    /// # Errors
+    /// See [`OnnxConfig::load_from_memory`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OnnxError> {
+        OnnxConfig::default().load_from_memory(bytes)
+    }
+
+    /// A configuration to load with; same as [`OnnxConfig::new`].
+    pub fn builder() -> OnnxConfig {
+        OnnxConfig::new()
+    }
+
+    /// Number of sessions in the pool.
+    pub fn pool_size(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The file the model was loaded from (`None` when loaded from memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The model's input names, in graph order.
+    pub fn input_names(&self) -> &[String] {
+        &self.input_names
+    }
+
+    /// Whether the pool's sessions share a prepacked-weights container.
+    pub fn shares_prepacked_weights(&self) -> bool {
+        self.prepacked.is_some()
+    }
+
+    /// How many times each session in the pool has run (index = session), including warm-up
+    /// runs and runs ONNX Runtime failed.
+    ///
+    /// A diagnostic: it briefly takes every session's lock, so don't call it on a request
+    /// path. After [`warm_up`](Model::warm_up) with `k` samples on a fresh model, every
+    /// entry is `k`.
+    pub fn runs_per_session(&self) -> Vec<u64> {
+        self.slots.iter().map(|s| s.lock().runs).collect()
+    }
+
+    fn build(config: &OnnxConfig, source: Source<'_>) -> Result<Self, OnnxError> {
+        let pool_size = config.resolved_pool_size();
+        if pool_size == 0 {
+            return Err(OnnxError::InvalidConfig(
+                "pool_size must be at least 1".to_string(),
+            ));
+        }
+        let env = environment()?;
+        let prepacked = config.share_prepacked_weights.then(PrepackedWeights::new);
+
+        let mut builder = Session::builder(env)
+            .map_err(OnnxError::runtime)?
+            .with_intra_threads(config.intra_threads)
+            .map_err(OnnxError::runtime)?
+            .with_optimization_level(config.optimization_level.into())
+            .map_err(OnnxError::runtime)?;
+        if let Some(weights) = &prepacked {
+            builder = builder
+                .with_prepacked_weights(weights)
+                .map_err(OnnxError::runtime)?;
+        }
+
+        let first = commit(&mut builder, source)?;
+        let info = describe(&first);
+        let inputs: Box<[TensorSpec]> = info.inputs.clone().into_boxed_slice();
+        let input_names: Box<[String]> = inputs.iter().map(|t| t.name.clone()).collect();
+        let output_names: Vec<String> = first
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+
+        let mut slots = Vec::with_capacity(pool_size);
+        slots.push(slot(first, &output_names));
+        for _ in 1..pool_size {
+            let session = commit(&mut builder, source)?;
+            slots.push(slot(session, &output_names));
+        }
+        tracing::debug!(
+            path = ?source.path(),
+            pool_size,
+            shares_prepacked_weights = prepacked.is_some(),
+            "loaded ONNX model"
+        );
+
+        Ok(Self {
+            slots: slots.into_boxed_slice(),
+            inputs,
+            input_names,
+            info,
+            path: source.path(),
+            prepacked,
+        })
+    }
+
+    /// Checks `inputs` against the model and returns one tensor per model input, in graph
+    /// order. Allocates nothing (for up to 8 inputs) unless it fails.
+    fn resolve<'a>(&self, inputs: &'a Inputs) -> Result<Resolved<'a>, OnnxError> {
+        let n = self.inputs.len();
+        let entries = &inputs.entries;
+
+        let mut resolved = Resolved::with_len(n);
+        if let Some((InputKey::Only, t)) = entries.first() {
+            if n != 1 || entries.len() != 1 {
+                return Err(OnnxError::AmbiguousInput {
+                    expected: self.input_names.to_vec(),
+                });
+            }
+            resolved.set(0, t);
+        } else {
+            for (i, (key, tensor)) in entries.iter().enumerate() {
+                let name = match key {
+                    InputKey::Named(name) => name,
+                    InputKey::Only => {
+                        return Err(OnnxError::AmbiguousInput {
+                            expected: self.input_names.to_vec(),
+                        });
+                    }
+                };
+                let Some(index) = self.input_names.iter().position(|n| n == name) else {
+                    return Err(OnnxError::UnknownInput {
+                        name: name.clone(),
+                        expected: self.input_names.to_vec(),
+                    });
+                };
+                let duplicate = entries[..i]
+                    .iter()
+                    .any(|(b, _)| matches!(b, InputKey::Named(n) if n == name));
+                if duplicate {
+                    return Err(OnnxError::DuplicateInput { name: name.clone() });
+                }
+                resolved.set(index, tensor);
+            }
+            if let Some(missing) = (0..n).find(|&i| resolved.get(i).is_none()) {
+                return Err(OnnxError::MissingInput {
+                    name: self.input_names[missing].clone(),
+                    expected: self.input_names.to_vec(),
+                });
+            }
+        }
+
+        for (i, spec) in self.inputs.iter().enumerate() {
+            if let Some(tensor) = resolved.get(i) {
+                check(spec, tensor)?;
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Takes a session: this thread's home slot if free, else any free slot (which becomes
+    /// the new home), else waits for the home slot.
+    fn with_slot<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
+        let n = self.slots.len();
+        let home = home_hint() % n;
+        if let Some(mut guard) = self.slots[home].try_lock() {
+            return f(&mut guard);
+        }
+        for k in 1..n {
+            let i = if home + k >= n {
+                home + k - n
+            } else {
+                home + k
+            };
+            if let Some(mut guard) = self.slots[i].try_lock() {
+                set_home_hint(i);
+                return f(&mut guard);
+            }
+        }
+        let mut guard = self.slots[home].lock();
+        f(&mut guard)
+    }
+}
+
+/// Turns resolved tensors into ort input values (borrowing the arrays) and calls `f` with
+/// them. Done before a session is taken, so the session lock is held only for the run.
+fn with_values<R>(
+    resolved: &Resolved<'_>,
+    f: impl FnOnce(&[SessionInputValue<'_>]) -> Result<R, OnnxError>,
+) -> Result<R, OnnxError> {
+    match resolved.len {
+        0 => f(&[]),
+        1 => {
+            let prepared = Prepared::new(resolved.get(0).ok_or_else(unresolved)?);
+            let values = [prepared.value()?];
+            f(&values)
+        }
+        n => {
+            let prepared: Vec<Prepared<'_>> = (0..n)
+                .map(|i| resolved.get(i).map(Prepared::new).ok_or_else(unresolved))
+                .collect::<Result<_, _>>()?;
+            let values: Vec<SessionInputValue<'_>> = prepared
+                .iter()
+                .map(Prepared::value)
+                .collect::<Result<_, _>>()?;
+            f(&values)
+        }
+    }
+}
+
+impl Model for OnnxModel {
+    type Input = Inputs;
+    type Output = Outputs;
+    type Error = OnnxError;
+
+    fn predict(&self, input: &Inputs) -> Result<Outputs, OnnxError> {
+        let resolved = self.resolve(input)?;
+        with_values(&resolved, |values| {
+            self.with_slot(|slot| run_values(slot, values))
+        })
+    }
+
+    /// Runs every sample on **every** session of the pool, so that no request pays for a
+    /// cold session. Stops at the first error.
+    fn warm_up(&self, samples: &[Inputs]) -> Result<(), OnnxError> {
+        let resolved = samples
+            .iter()
+            .map(|s| self.resolve(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        for slot in self.slots.iter() {
+            let mut slot = slot.lock();
+            for r in &resolved {
+                with_values(r, |values| run_values(&mut slot, values))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+}
+
+impl fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("path", &self.path)
+            .field("pool_size", &self.slots.len())
+            .field("inputs", &self.info.inputs)
+            .field("outputs", &self.info.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// hot-path helpers
+
+/// Per-thread preferred slot: assigned once per thread from a process-wide counter (the only
+/// shared write, once per thread), then moved to whichever slot the thread last found free.
+static NEXT_HOME: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn home_hint() -> usize {
+    HOME.try_with(|h| {
+        let v = h.get();
+        if v != usize::MAX {
+            v
+        } else {
+            let v = NEXT_HOME.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+            h.set(v);
+            v
+        }
+    })
+    .unwrap_or(0)
+}
+
+fn set_home_hint(i: usize) {
+    let _ = HOME.try_with(|h| h.set(i));
+}
+
+/// Up to 8 inputs resolved without allocating; more spill to a `Vec`.
+struct Resolved<'a> {
+    len: usize,
+    inline: [Option<&'a Tensor>; 8],
+    spill: Vec<Option<&'a Tensor>>,
+}
+
+impl<'a> Resolved<'a> {
+    fn with_len(len: usize) -> Self {
+        Self {
+            len,
+            inline: [None; 8],
+            spill: if len > 8 { vec![None; len] } else { Vec::new() },
+        }
+    }
+
+    fn set(&mut self, i: usize, t: &'a Tensor) {
+        if self.len > 8 {
+            self.spill[i] = Some(t);
+        } else {
+            self.inline[i] = Some(t);
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&'a Tensor> {
+        if self.len > 8 {
+            self.spill.get(i).copied().flatten()
+        } else {
+            self.inline.get(i).copied().flatten()
+        }
+    }
+}
+
+fn unresolved() -> OnnxError {
+    OnnxError::Runtime {
+        message: "internal error: input not resolved".to_string(),
+    }
+}
+
+/// An input tensor in standard layout: borrowed when it already is (the common case, no
+/// copy), copied into standard layout otherwise.
+enum Prepared<'a> {
+    F32(&'a ArrayD<f32>),
+    I64(&'a ArrayD<i64>),
+    OwnedF32(ArrayD<f32>),
+    OwnedI64(ArrayD<i64>),
+}
+
+impl<'a> Prepared<'a> {
+    fn new(t: &'a Tensor) -> Self {
+        match t {
+            Tensor::F32(a) if a.is_standard_layout() => Prepared::F32(a),
+            Tensor::I64(a) if a.is_standard_layout() => Prepared::I64(a),
+            Tensor::F32(a) => Prepared::OwnedF32(a.as_standard_layout().into_owned()),
+            Tensor::I64(a) => Prepared::OwnedI64(a.as_standard_layout().into_owned()),
+        }
+    }
+
+    fn value(&self) -> Result<SessionInputValue<'_>, OnnxError> {
+        let value = match self {
+            Prepared::F32(a) => TensorRef::from_array_view(*a).map(Into::into),
+            Prepared::I64(a) => TensorRef::from_array_view(*a).map(Into::into),
+            Prepared::OwnedF32(a) => TensorRef::from_array_view(a).map(Into::into),
+            Prepared::OwnedI64(a) => TensorRef::from_array_view(a).map(Into::into),
+        };
+        value.map_err(OnnxError::runtime)
+    }
+}
+
+fn run_values(slot: &mut Slot, values: &[SessionInputValue<'_>]) -> Result<Outputs, OnnxError> {
+    slot.runs += 1;
+    let outputs = slot.session.run(values).map_err(OnnxError::runtime)?;
+    let mut collected: Vec<DynValue> = Vec::with_capacity(outputs.len());
+    for (_, v) in outputs {
+        collected.push(v);
+    }
+    Ok(Outputs::new(Arc::clone(&slot.output_names), collected))
+}
+
+/// Validates one tensor against its declared spec (element type, rank, fixed dims).
+fn check(spec: &TensorSpec, t: &Tensor) -> Result<(), OnnxError> {
+    let got = t.dtype();
+    if spec.dtype != got {
+        return Err(OnnxError::WrongDtype {
+            name: spec.name.clone(),
+            expected: spec.dtype,
+            got,
+        });
+    }
+    let Some(dims) = &spec.shape else {
+        return Ok(());
+    };
+    let shape = t.shape();
+    if dims.len() != shape.len() {
+        return Err(OnnxError::WrongRank {
+            name: spec.name.clone(),
+            expected: dims.len(),
+            expected_shape: dims.clone(),
+            got: shape.len(),
+            got_shape: shape.to_vec(),
+        });
+    }
+    for (axis, (d, &size)) in dims.iter().zip(shape).enumerate() {
+        if let Dim::Fixed(expected) = d
+            && *expected != size
+        {
+            return Err(OnnxError::WrongDim {
+                name: spec.name.clone(),
+                axis,
+                expected: *expected,
+                got: size,
+                expected_shape: dims.clone(),
+                got_shape: shape.to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// load-time helpers
+
+fn commit(builder: &mut SessionBuilder, source: Source<'_>) -> Result<Session, OnnxError> {
+    let result = match source {
+        Source::File(path) => builder.commit_from_file(path),
+        Source::Memory(bytes) => builder.commit_from_memory(bytes),
+    };
+    result.map_err(|e| OnnxError::InvalidModel {
+        path: source.path(),
+        message: e.to_string(),
+    })
+}
+
+fn slot(session: Session, output_names: &[String]) -> CachePadded<Mutex<Slot>> {
+    CachePadded::new(Mutex::new(Slot {
+        session,
+        output_names: output_names.to_vec().into(),
+        runs: 0,
+    }))
+}
+
+/// Inputs, outputs and metadata of a session, in bluegreen's terms.
+fn describe(session: &Session) -> ModelInfo {
+    let mut metadata = BTreeMap::new();
+    if let Ok(meta) = session.metadata() {
+        if let Ok(keys) = meta.custom_keys() {
+            for key in keys {
+                if let Some(value) = meta.custom(&key) {
+                    metadata.insert(key, value);
+                }
+            }
+        }
+        let standard = [
+            ("onnx.producer_name", meta.producer()),
+            ("onnx.graph_name", meta.name()),
+            ("onnx.domain", meta.domain()),
+            ("onnx.doc_string", meta.description()),
+            ("onnx.graph_doc_string", meta.graph_description()),
+            (
+                "onnx.model_version",
+                meta.version().filter(|v| *v != 0).map(|v| v.to_string()),
+            ),
+        ];
+        for (key, value) in standard {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                metadata.insert(key.to_string(), value);
+            }
+        }
+    }
+    ModelInfo {
+        inputs: session.inputs().iter().map(spec).collect(),
+        outputs: session.outputs().iter().map(spec).collect(),
+        metadata,
+    }
+}
+
+fn spec(outlet: &Outlet) -> TensorSpec {
+    let dtype = outlet.dtype();
+    let shape = match dtype {
+        ValueType::Tensor {
+            shape,
+            dimension_symbols,
+            ..
+        } => Some(
+            shape
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| {
+                    if d >= 0 {
+                        Dim::Fixed(usize::try_from(d).unwrap_or(usize::MAX))
+                    } else {
+                        let name = dimension_symbols.get(i).filter(|s| !s.is_empty());
+                        Dim::Dynamic(name.cloned())
+                    }
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    TensorSpec {
+        name: outlet.name().to_string(),
+        dtype: match dtype {
+            ValueType::Tensor { ty, .. } => element_type(*ty),
+            other => value_element_type(other),
+        },
+        shape,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ElementType;
+
+    fn spec_f32(name: &str, dims: Vec<Dim>) -> TensorSpec {
+        TensorSpec::new(name, ElementType::F32, dims)
+    }
+
+    #[test]
+    fn check_accepts_dynamic_batch_and_matching_fixed_dim() {
+        let s = spec_f32(
+            "input",
+            vec![Dim::Dynamic(Some("batch".into())), Dim::Fixed(4)],
+        );
+        let t = Tensor::from(ndarray::Array2::<f32>::zeros((7, 4)));
+        assert!(check(&s, &t).is_ok());
+    }
+
+    #[test]
+    fn check_rejects_wrong_fixed_dim_with_axis() {
+        let s = spec_f32("input", vec![Dim::Dynamic(None), Dim::Fixed(4)]);
+        let t = Tensor::from(ndarray::Array2::<f32>::zeros((2, 5)));
+        match check(&s, &t) {
+            Err(OnnxError::WrongDim {
+                name,
+                axis,
+                expected,
+                got,
+                ..
+            }) => {
+                assert_eq!((name.as_str(), axis, expected, got), ("input", 1, 4, 5));
+            }
+            other => panic!("expected WrongDim, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_rejects_wrong_rank_and_dtype() {
+        let s = spec_f32("input", vec![Dim::Dynamic(None), Dim::Fixed(4)]);
+        let t = Tensor::from(ndarray::Array1::<f32>::zeros(4));
+        assert!(matches!(
+            check(&s, &t),
+            Err(OnnxError::WrongRank {
+                expected: 2,
+                got: 1,
+                ..
+            })
+        ));
+        let t = Tensor::from(ndarray::Array2::<i64>::zeros((1, 4)));
+        assert!(matches!(
+            check(&s, &t),
+            Err(OnnxError::WrongDtype {
+                expected: ElementType::F32,
+                got: ElementType::I64,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn resolved_spills_past_eight_inputs() {
+        let t = Tensor::from(ndarray::Array1::<f32>::zeros(1));
+        let mut r = Resolved::with_len(10);
+        r.set(9, &t);
+        assert!(r.get(9).is_some());
+        assert!(r.get(0).is_none());
+        assert!(r.get(10).is_none());
+        let mut r = Resolved::with_len(2);
+        r.set(1, &t);
+        assert!(r.get(1).is_some() && r.get(0).is_none());
+    }
+}
