@@ -122,7 +122,9 @@ pub enum GoldenError {
     },
 }
 
-/// Held-out examples to judge a candidate on; see the [module docs](self).
+/// Held-out examples to judge a candidate on: inputs, and optionally true labels and
+/// expected outputs. Load one from `.npz` or build it in code; every problem with the data
+/// is a [`GoldenError`] naming the source and the array.
 ///
 /// ```
 /// use bluegreen::GoldenSet;
@@ -387,14 +389,14 @@ impl NpzSpec {
 
         let inputs: Array2<f32> = reader.read::<f32, Ix2>(&self.inputs, "float32", 2)?;
         let mut set = GoldenSet::checked(path.clone(), &self.inputs, inputs)?;
-        if let Some((name, required)) = &self.labels {
-            if *required || available.iter().any(|a| a == name) {
-                let labels: Array1<i64> = reader.read::<i64, Ix1>(name, "int64", 1)?;
-                set = set.set_labels(name, labels)?;
-                if let Some(classes) = self.classes {
-                    set.check_classes(classes)
-                        .map_err(|e| rename_array(e, name))?;
-                }
+        if let Some((name, required)) = &self.labels
+            && (*required || available.iter().any(|a| a == name))
+        {
+            let labels: Array1<i64> = reader.read::<i64, Ix1>(name, "int64", 1)?;
+            set = set.set_labels(name, labels)?;
+            if let Some(classes) = self.classes {
+                set.check_classes(classes)
+                    .map_err(|e| rename_array(e, name))?;
             }
         }
         if let Some(name) = &self.expected {

@@ -13,7 +13,7 @@
 //! models that were active, in order, and a sequence number that is odd while a flip is
 //! in progress (a seqlock). It appends the next model to the timeline *before* flipping.
 //! A reader notes the sequence before (`s`) and after (`e`) its call; the model that
-//! answered must be one of `timeline[s / 2 ..= (e + 1) / 2]`.
+//! answered must be one of `timeline[s / 2 ..= ceil(e / 2)]`.
 
 mod common;
 
@@ -78,7 +78,7 @@ fn readers_see_only_live_versions_through_a_thousand_swaps_and_rollbacks() {
                         match answer {
                             Ok((tag, echoed)) => {
                                 let tags = timeline.tags.lock();
-                                let window = &tags[(s / 2) as usize..=((e + 1) / 2) as usize];
+                                let window = &tags[(s / 2) as usize..=e.div_ceil(2) as usize];
                                 if echoed != input || !window.contains(&tag) {
                                     bad.push(format!(
                                         "call {input}: answered by {tag} (echo {echoed}), active during call: {window:?}"

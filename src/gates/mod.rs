@@ -15,7 +15,8 @@
 //! | [`latency`](GoldenGates::latency) | candidate p99 per single-example call (absolute, or ÷ live p99 in the same run) | ≤ budget |
 //! | [`SchemaGate`] | inputs the service feeds that the candidate does not accept; metadata mismatches | = 0 |
 //!
-//! Golden-set gates come from one [`GoldenGates`], which holds the [`GoldenSet`] and a
+//! Golden-set gates come from one [`GoldenGates`], which holds the
+//! [`GoldenSet`](crate::GoldenSet) and a
 //! [`Binding`] — how a batch of golden rows becomes a model input and how a model output
 //! becomes labels and scores. Gates made by one `GoldenGates` share a small cache, so a
 //! model is run over the golden set once per validation however many gates look at it.
