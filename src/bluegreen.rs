@@ -4,14 +4,17 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
+use crate::bake::{AutoRollback, Bake, BakeStatus};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::report::{RollbackReport, StageReport, SwapReport};
+use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 use crate::retire::Retirer;
+use crate::routing::{self, Affinity, Sessions};
 use crate::schema::ModelInfo;
+use crate::shadow::{Shadow, ShadowRuntime};
 use crate::slot::Slot;
 use crate::status::{SlotState, SlotStatus, Status};
 use crate::supervise::{self, Supervised};
@@ -70,16 +73,42 @@ const MAX_VERSION_LEN: usize = 256;
 /// # Ok::<(), Error>(())
 /// ```
 pub struct BlueGreen<M: Model> {
-    /// The one pointer request threads read.
+    inner: Arc<Inner<M>>,
+    /// The bake monitor thread, when a bake window is configured.
+    monitor: Option<Monitor>,
+}
+
+/// Everything the request threads, the admin path and the monitor thread share.
+struct Inner<M: Model> {
+    /// The one pointer plain `predict` reads.
     active: ArcSwap<Slot<M>>,
+    /// The canary and its share, read by keyed requests while a canary runs.
+    canary: ArcSwapOption<CanaryRoute<M>>,
+    /// The previous model, read by keyed requests whose session is pinned to it.
+    previous: ArcSwapOption<Slot<M>>,
+    sessions: Option<Sessions>,
+    shadow: Option<ShadowRuntime<M>>,
     /// Serializes admin operations (held across validation, which can be slow).
     admin: Mutex<()>,
     /// Standby slot and counters; held only briefly, so `status()` never waits on a swap.
     state: Mutex<State<M>>,
     config: Config<M>,
-    /// Declared last: dropped after `active`, so it releases the final references.
+    /// Declared last: dropped after everything that may hold a model, so it releases the
+    /// final references.
     retirer: Retirer<M>,
 }
+
+struct CanaryRoute<M: Model> {
+    slot: Arc<Slot<M>>,
+    basis_points: u32,
+}
+
+struct Monitor {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
 
 struct Config<M: Model> {
     validators: Vec<Arc<dyn Validator<M>>>,
@@ -87,6 +116,9 @@ struct Config<M: Model> {
     warmup: Arc<Vec<M::Input>>,
     warmup_deadline: Duration,
     drain_timeout: Duration,
+    bake: Option<Bake>,
+    on_auto_rollback: Option<RollbackHook>,
+    timed: bool,
 }
 
 struct State<M: Model> {
@@ -94,13 +126,37 @@ struct State<M: Model> {
     swaps: u64,
     rollbacks: u64,
     rejections: u64,
+    auto_rollbacks: u64,
     last_validation: Option<ValidationReport>,
+    last_auto_rollback: Option<AutoRollback>,
+    bake: Option<BakeRun>,
     last_change: SystemTime,
 }
 
 struct Standby<M: Model> {
     slot: Arc<Slot<M>>,
     state: SlotState,
+    /// The canary share, in basis points, while `state` is `Canary`.
+    basis_points: u32,
+    /// The report the candidate passed (kept for canary promotion).
+    validation: Option<ValidationReport>,
+}
+
+impl<M: Model> Standby<M> {
+    fn new(slot: Arc<Slot<M>>, state: SlotState) -> Self {
+        Self {
+            slot,
+            state,
+            basis_points: 0,
+            validation: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct BakeRun {
+    generation: u64,
+    started: Instant,
 }
 
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
@@ -110,6 +166,11 @@ pub struct Builder<M: Model> {
     warmup: Vec<M::Input>,
     warmup_deadline: Duration,
     drain_timeout: Duration,
+    bake: Option<Bake>,
+    on_auto_rollback: Option<RollbackHook>,
+    shadow: Option<Shadow<M>>,
+    affinity: Option<Affinity>,
+    track_latency: bool,
 }
 
 impl<M: Model> Default for Builder<M> {
@@ -120,6 +181,11 @@ impl<M: Model> Default for Builder<M> {
             warmup: Vec::new(),
             warmup_deadline: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            bake: None,
+            on_auto_rollback: None,
+            shadow: None,
+            affinity: None,
+            track_latency: false,
         }
     }
 }
@@ -166,34 +232,120 @@ impl<M: Model> Builder<M> {
         self
     }
 
+    /// Watches every newly promoted model for a bake window and rolls back automatically
+    /// on a breach; see [`Bake`]. Starts one monitor thread.
+    pub fn bake(mut self, bake: Bake) -> Self {
+        self.bake = Some(bake);
+        self
+    }
+
+    /// Called (on the monitor thread) after every automatic rollback, e.g. to page someone.
+    pub fn on_auto_rollback(
+        mut self,
+        hook: impl Fn(&AutoRollback) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_auto_rollback = Some(Arc::new(hook));
+        self
+    }
+
+    /// Mirrors a share of live calls to the staged candidate; see [`Shadow`]. Starts one
+    /// worker thread.
+    pub fn shadow(mut self, shadow: Shadow<M>) -> Self {
+        self.shadow = Some(shadow);
+        self
+    }
+
+    /// Keeps each session on the version that answered its first request; see
+    /// [`Affinity`] and [`BlueGreen::predict_keyed`].
+    pub fn affinity(mut self, affinity: Affinity) -> Self {
+        self.affinity = Some(affinity);
+        self
+    }
+
+    /// Times every call, so [`SlotStatus`] reports p50/p99 (a bake with latency limits
+    /// turns this on by itself). Costs two clock reads per call.
+    pub fn track_latency(mut self, on: bool) -> Self {
+        self.track_latency = on;
+        self
+    }
+
     /// Starts the deployment with `model` active under the label `version`, after warming
     /// it with the configured samples.
     pub fn build(self, version: impl Into<String>, model: M) -> Result<BlueGreen<M>> {
         let version = checked_version(version.into())?;
+        let timed = self.track_latency || self.bake.as_ref().is_some_and(Bake::times_calls);
         let config = Config {
             validators: self.validators,
             validation_deadline: self.validation_deadline,
             warmup: Arc::new(self.warmup),
             warmup_deadline: self.warmup_deadline,
             drain_timeout: self.drain_timeout,
+            bake: self.bake,
+            on_auto_rollback: self.on_auto_rollback,
+            timed,
         };
-        let slot = Arc::new(Slot::new(model, version));
+        let slot = Arc::new(Slot::new(model, version, timed));
         warm(&config, &slot)?;
-        tracing::info!(target: "bluegreen", version = %slot.version, "deployment started");
-        Ok(BlueGreen {
+        let shadow = self.shadow.map(ShadowRuntime::start).transpose()?;
+        let inner = Arc::new(Inner {
             active: ArcSwap::new(slot),
+            canary: ArcSwapOption::empty(),
+            previous: ArcSwapOption::empty(),
+            sessions: self.affinity.as_ref().map(Sessions::new),
+            shadow,
             admin: Mutex::new(()),
             state: Mutex::new(State {
                 standby: None,
                 swaps: 0,
                 rollbacks: 0,
                 rejections: 0,
+                auto_rollbacks: 0,
                 last_validation: None,
+                last_auto_rollback: None,
+                bake: None,
                 last_change: SystemTime::now(),
             }),
             config,
             retirer: Retirer::start()?,
+        });
+        let monitor = match &inner.config.bake {
+            Some(bake) => Some(Monitor::start(Arc::clone(&inner), bake.check_every)?),
+            None => None,
+        };
+        tracing::info!(target: "bluegreen", version = %inner.active.load().version, "deployment started");
+        Ok(BlueGreen { inner, monitor })
+    }
+}
+
+impl Monitor {
+    fn start<M: Model>(inner: Arc<Inner<M>>, every: Duration) -> Result<Self> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let handle = std::thread::Builder::new()
+            .name("bluegreen-bake".to_owned())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    inner.check_bake();
+                }
+            })
+            .map_err(|source| Error::Spawn {
+                what: "bake monitor",
+                source,
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            handle: Some(handle),
         })
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -203,7 +355,7 @@ impl<M: Model> BlueGreen<M> {
         Builder::default().build(version, model)
     }
 
-    /// Configures a deployment: gates, warm-up, deadlines.
+    /// Configures a deployment: gates, warm-up, deadlines, bake, shadow, affinity.
     pub fn builder() -> Builder<M> {
         Builder::default()
     }
@@ -215,7 +367,81 @@ impl<M: Model> BlueGreen<M> {
     /// with other request threads. The model's own error is returned unchanged.
     #[inline]
     pub fn predict(&self, input: &M::Input) -> Result<M::Output, M::Error> {
-        self.active.load().predict(input)
+        let inner = &*self.inner;
+        let out = inner.active.load().predict(input);
+        if let (Some(shadow), Ok(answer)) = (&inner.shadow, &out) {
+            shadow.offer(input, answer);
+        }
+        out
+    }
+
+    /// Runs the model this request `key` is routed to: the session's pinned version (with
+    /// [`Affinity`]), else the canary if the key falls in its share, else the active model.
+    ///
+    /// Keys are hashed with xxh3, stable across processes, so every replica routes a key
+    /// the same way. Without a canary or affinity this is [`predict`](Self::predict).
+    ///
+    /// ```
+    /// # use bluegreen::{BlueGreen, Model};
+    /// # struct Id(u8); impl Model for Id { type Input = (); type Output = u8;
+    /// #   type Error = std::convert::Infallible;
+    /// #   fn predict(&self, _: &()) -> Result<u8, Self::Error> { Ok(self.0) } }
+    /// let bg = BlueGreen::new("v1", Id(1))?;
+    /// bg.stage("v2", Id(2))?;
+    /// bg.start_canary(10.0)?; // validated, warmed, 10 % of keys
+    /// let on_canary = (0..10_000).filter(|u| bg.predict_keyed(format!("user-{u}"), &()) == Ok(2)).count();
+    /// assert!((800..1200).contains(&on_canary));
+    /// # Ok::<(), bluegreen::Error>(())
+    /// ```
+    pub fn predict_keyed(
+        &self,
+        key: impl AsRef<[u8]>,
+        input: &M::Input,
+    ) -> Result<M::Output, M::Error> {
+        let inner = &*self.inner;
+        let active = inner.active.load();
+        let canary = inner.canary.load();
+        if canary.is_none() && inner.sessions.is_none() {
+            drop(canary);
+            let out = active.predict(input);
+            if let (Some(shadow), Ok(answer)) = (&inner.shadow, &out) {
+                shadow.offer(input, answer);
+            }
+            return out;
+        }
+        let hash = routing::key_hash(key.as_ref());
+        let routed: &Slot<M> = match canary.as_deref() {
+            Some(c) if routing::bucket(hash) < c.basis_points => &c.slot,
+            _ => &active,
+        };
+        let previous;
+        let slot: &Slot<M> = match &inner.sessions {
+            None => routed,
+            Some(sessions) => {
+                let now = Instant::now();
+                previous = inner.previous.load();
+                let candidates = [
+                    Some(&**active),
+                    canary.as_deref().map(|c| &*c.slot),
+                    previous.as_deref(),
+                ];
+                let pinned = sessions
+                    .pinned(hash, now)
+                    .and_then(|g| candidates.into_iter().flatten().find(|s| s.generation == g));
+                match pinned {
+                    Some(s) => s,
+                    None => {
+                        sessions.pin(hash, routed.generation, now);
+                        routed
+                    }
+                }
+            }
+        };
+        let out = slot.predict(input);
+        if let (Some(shadow), Ok(answer)) = (&inner.shadow, &out) {
+            shadow.offer(input, answer);
+        }
+        out
     }
 
     /// Pins the active model, for several calls on one version (request-level affinity).
@@ -239,7 +465,7 @@ impl<M: Model> BlueGreen<M> {
     /// ```
     pub fn active(&self) -> Active<'_, M> {
         Active {
-            slot: self.active.load(),
+            slot: self.inner.active.load(),
             _deployment: PhantomData,
         }
     }
@@ -250,12 +476,16 @@ impl<M: Model> BlueGreen<M> {
     /// model is retired first: bluegreen waits up to the drain timeout for its in-flight
     /// calls, then has the retirer thread drop it. On [`Error::DrainTimeout`] nothing
     /// changes and `model` is dropped. Staging replaces the rollback target: roll back
-    /// before staging if you need to.
+    /// before staging if you need to. Refused while a bake window or a canary runs.
     ///
     /// `model` already exists when this is called, so for a moment three models are in
     /// memory; use [`stage_with`](Self::stage_with) to load only after the old one is gone.
     pub fn stage(&self, version: impl Into<String>, model: M) -> Result<StageReport> {
-        self.stage_with(version, move || Ok::<M, std::convert::Infallible>(model))
+        self.stage_inner(
+            version.into(),
+            move || Ok::<M, std::convert::Infallible>(model),
+            false,
+        )
     }
 
     /// Like [`stage`](Self::stage), but calls `load` only after the standby slot has been
@@ -266,15 +496,30 @@ impl<M: Model> BlueGreen<M> {
         F: FnOnce() -> std::result::Result<M, E>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let version = checked_version(version.into())?;
-        let _admin = self.admin.lock();
-        if self.active.load().version == version {
+        self.stage_inner(version.into(), load, true)
+    }
+
+    fn stage_inner<F, E>(
+        &self,
+        version: String,
+        load: F,
+        wait_for_drop: bool,
+    ) -> Result<StageReport>
+    where
+        F: FnOnce() -> std::result::Result<M, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &*self.inner;
+        let version = checked_version(version)?;
+        let _admin = inner.admin.lock();
+        inner.refuse_if_busy()?;
+        if inner.active.load().version == version {
             return Err(Error::VersionInUse {
                 version: version.into(),
                 slot: "active",
             });
         }
-        let (retired, drain_wait) = match self.retire_standby()? {
+        let (retired, drain_wait) = match inner.retire_standby(wait_for_drop)? {
             Some((v, wait)) => (Some(v), wait),
             None => (None, Duration::ZERO),
         };
@@ -287,32 +532,31 @@ impl<M: Model> BlueGreen<M> {
             }
         })?;
         let load_time = load_started.elapsed();
-        let slot = Arc::new(Slot::new(model, version));
-        let generation = slot.generation;
-        let mut st = self.state.lock();
+        let slot = Arc::new(Slot::new(model, version, inner.config.timed));
         let report = StageReport {
             version: slot.version.to_string(),
-            generation,
+            generation: slot.generation,
             retired,
             drain_wait,
             load: load_time,
         };
-        st.standby = Some(Standby {
-            slot,
-            state: SlotState::Staged,
-        });
+        let mut st = inner.state.lock();
+        st.standby = Some(Standby::new(slot, SlotState::Staged));
         st.last_change = SystemTime::now();
+        inner.publish(&st);
         drop(st);
-        tracing::info!(target: "bluegreen", version = %report.version, generation,
+        tracing::info!(target: "bluegreen", version = %report.version, generation = report.generation,
             retired = ?report.retired, load = ?load_time, "candidate staged");
         Ok(report)
     }
 
     /// Retires whatever the standby slot holds (freeing its memory; rollback is then
     /// impossible). Returns the retired version, or `None` if the slot was empty.
+    /// Refused while a bake window or a canary runs.
     pub fn unstage(&self) -> Result<Option<String>> {
-        let _admin = self.admin.lock();
-        Ok(self.retire_standby()?.map(|(v, _)| v))
+        let _admin = self.inner.admin.lock();
+        self.inner.refuse_if_busy()?;
+        Ok(self.inner.retire_standby(true)?.map(|(v, _)| v))
     }
 
     /// Runs every gate on the staged candidate without swapping (a dry run).
@@ -320,9 +564,10 @@ impl<M: Model> BlueGreen<M> {
     /// Works on a staged or failed candidate and changes neither; the report is recorded
     /// as the status's last validation.
     pub fn validate(&self) -> Result<ValidationReport> {
-        let _admin = self.admin.lock();
+        let inner = &*self.inner;
+        let _admin = inner.admin.lock();
         let candidate = {
-            let st = self.state.lock();
+            let st = inner.state.lock();
             match &st.standby {
                 None => return Err(Error::NothingStaged),
                 Some(s) if matches!(s.state, SlotState::Staged | SlotState::Failed) => {
@@ -331,8 +576,8 @@ impl<M: Model> BlueGreen<M> {
                 Some(s) => return Err(not_a_candidate(s)),
             }
         };
-        let report = self.run_gates(&candidate);
-        self.state.lock().last_validation = Some(report.clone());
+        let report = inner.run_gates(&candidate);
+        inner.state.lock().last_validation = Some(report.clone());
         Ok(report)
     }
 
@@ -343,56 +588,286 @@ impl<M: Model> BlueGreen<M> {
     /// standby (state [`SlotState::Previous`]) so [`rollback`](Self::rollback) is instant.
     /// If a gate fails, panics or overruns, or warm-up fails, nothing changes for traffic:
     /// the candidate stays staged, marked [`SlotState::Failed`], and the error carries the
-    /// report.
+    /// report. With a [`Bake`] configured, the new model then bakes.
     pub fn swap(&self) -> Result<SwapReport> {
+        let inner = &*self.inner;
         let started = Instant::now();
-        let _admin = self.admin.lock();
-        let candidate = {
-            let mut st = self.state.lock();
-            match &mut st.standby {
-                None => return Err(Error::NothingStaged),
-                Some(s) if s.state == SlotState::Staged => {
-                    s.state = SlotState::Validating;
-                    Arc::clone(&s.slot)
-                }
-                Some(s) if s.state == SlotState::Failed => {
-                    return Err(Error::CandidateFailed {
-                        version: s.slot.version.to_string(),
+        let _admin = inner.admin.lock();
+        let candidate = inner.take_candidate()?;
+        let (report, warm_up) = inner.qualify(&candidate)?;
+        Ok(inner.flip_to(candidate, report, warm_up, started))
+    }
+
+    /// Validates and warms the staged candidate like [`swap`](Self::swap), then sends it
+    /// `percent` (0..=100) of keyed traffic ([`predict_keyed`](Self::predict_keyed)) instead
+    /// of all traffic. Raise the share with [`set_canary_percent`](Self::set_canary_percent),
+    /// finish with [`promote_canary`](Self::promote_canary) or
+    /// [`abort_canary`](Self::abort_canary).
+    pub fn start_canary(&self, percent: f64) -> Result<CanaryReport> {
+        let inner = &*self.inner;
+        let basis_points =
+            routing::basis_points(percent).ok_or(Error::InvalidPercent { percent })?;
+        let _admin = inner.admin.lock();
+        let candidate = inner.take_candidate()?;
+        let (report, warm_up) = inner.qualify(&candidate)?;
+        let mut st = inner.state.lock();
+        if let Some(s) = st.standby.as_mut() {
+            s.state = SlotState::Canary;
+            s.basis_points = basis_points;
+            s.validation = Some(report.clone());
+        }
+        st.last_validation = Some(report.clone());
+        st.last_change = SystemTime::now();
+        inner.publish(&st);
+        drop(st);
+        tracing::info!(target: "bluegreen", version = %candidate.version, percent, "canary started");
+        Ok(CanaryReport {
+            version: candidate.version.to_string(),
+            percent,
+            validation: report,
+            warm_up,
+        })
+    }
+
+    /// Changes the running canary's share of keyed traffic, at once.
+    pub fn set_canary_percent(&self, percent: f64) -> Result<()> {
+        let inner = &*self.inner;
+        let basis_points =
+            routing::basis_points(percent).ok_or(Error::InvalidPercent { percent })?;
+        let _admin = inner.admin.lock();
+        let mut st = inner.state.lock();
+        match st.standby.as_mut() {
+            Some(s) if s.state == SlotState::Canary => s.basis_points = basis_points,
+            other => {
+                return Err(Error::NoCanary {
+                    standby: other.map(|s| s.state),
+                });
+            }
+        }
+        st.last_change = SystemTime::now();
+        inner.publish(&st);
+        tracing::info!(target: "bluegreen", percent, "canary share changed");
+        Ok(())
+    }
+
+    /// Moves all traffic to the running canary (it already passed its gates), like the
+    /// flip of [`swap`](Self::swap).
+    pub fn promote_canary(&self) -> Result<SwapReport> {
+        let inner = &*self.inner;
+        let started = Instant::now();
+        let _admin = inner.admin.lock();
+        let (candidate, report) = {
+            let st = inner.state.lock();
+            match &st.standby {
+                Some(s) if s.state == SlotState::Canary => (
+                    Arc::clone(&s.slot),
+                    s.validation
+                        .clone()
+                        .unwrap_or_else(|| empty_report(&s.slot, &inner.active.load())),
+                ),
+                other => {
+                    return Err(Error::NoCanary {
+                        standby: other.as_ref().map(|s| s.state),
                     });
                 }
-                Some(s) => return Err(not_a_candidate(s)),
             }
         };
+        Ok(inner.flip_to(candidate, report, Duration::ZERO, started))
+    }
 
-        let report = self.run_gates(&candidate);
+    /// Stops the canary at once: its share drops to 0 and it is marked failed, so it is not
+    /// promoted without a new stage.
+    pub fn abort_canary(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let _admin = inner.admin.lock();
+        let mut st = inner.state.lock();
+        let version = match st.standby.as_mut() {
+            Some(s) if s.state == SlotState::Canary => {
+                s.state = SlotState::Failed;
+                s.basis_points = 0;
+                s.slot.version.to_string()
+            }
+            other => {
+                return Err(Error::NoCanary {
+                    standby: other.map(|s| s.state),
+                });
+            }
+        };
+        st.last_change = SystemTime::now();
+        inner.publish(&st);
+        drop(st);
+        tracing::warn!(target: "bluegreen", %version, "canary aborted");
+        Ok(())
+    }
+
+    /// Moves traffic back to the previous model at once, without re-validating it.
+    ///
+    /// The model rolled back from stays in standby as [`SlotState::RolledBack`]; it is not
+    /// promoted again unless staged anew. Fails with [`Error::NothingToRollBack`] unless
+    /// the standby slot holds the previous model. Ends a running bake window.
+    pub fn rollback(&self) -> Result<RollbackReport> {
+        let _admin = self.inner.admin.lock();
+        self.inner.rollback_locked()
+    }
+
+    /// Reports whether a request served by `version` turned out well (a delayed label
+    /// matched, the user accepted the answer, …). Feeds the bake window's outcome limits
+    /// and [`SlotStatus::outcomes`].
+    pub fn record_outcome(&self, version: &str, ok: bool) -> Result<()> {
+        let inner = &*self.inner;
+        {
+            let active = inner.active.load();
+            if &*active.version == version {
+                active.stats.record_outcome(ok);
+                return Ok(());
+            }
+        }
+        let st = inner.state.lock();
+        match &st.standby {
+            Some(s) if &*s.slot.version == version => {
+                s.slot.stats.record_outcome(ok);
+                Ok(())
+            }
+            _ => Err(Error::UnknownVersion {
+                version: version.to_owned(),
+            }),
+        }
+    }
+
+    /// A snapshot of both slots and the deployment's counters. Never waits for a running
+    /// swap's validation.
+    pub fn status(&self) -> Status {
+        let inner = &*self.inner;
+        let st = inner.state.lock();
+        let active = inner.active.load_full();
+        let baking = st.bake.filter(|b| b.generation == active.generation);
+        let active_state = if baking.is_some() {
+            SlotState::Baking
+        } else {
+            SlotState::Active
+        };
+        let active_status = slot_status(&active, active_state, None);
+        let bake = baking.map(|b| {
+            let o = active.observed();
+            BakeStatus {
+                version: active.version.to_string(),
+                elapsed: b.started.elapsed(),
+                requests: o.requests,
+                errors: o.errors,
+                p99: o.p99,
+                outcomes: o.outcomes,
+                outcomes_ok: o.outcomes_ok,
+            }
+        });
+        drop(active);
+        let standby = st
+            .standby
+            .as_ref()
+            .map(|s| slot_status(&s.slot, s.state, Some(inner.holders(&s.slot))));
+        let canary_percent = st
+            .standby
+            .as_ref()
+            .filter(|s| s.state == SlotState::Canary)
+            .map(|s| f64::from(s.basis_points) / 100.0);
+        Status {
+            active: active_status,
+            standby,
+            swaps: st.swaps,
+            rollbacks: st.rollbacks,
+            rejections: st.rejections,
+            last_validation: st.last_validation.clone(),
+            bake,
+            auto_rollbacks: st.auto_rollbacks,
+            last_auto_rollback: st.last_auto_rollback.clone(),
+            canary_percent,
+            shadow: inner.shadow.as_ref().and_then(ShadowRuntime::status),
+            sessions: inner.sessions.as_ref().map(Sessions::len),
+            last_change: st.last_change,
+        }
+    }
+}
+
+impl<M: Model> Inner<M> {
+    /// Refuses operations that would retire the standby while it is a rollback target
+    /// under a bake, or a running canary.
+    fn refuse_if_busy(&self) -> Result<()> {
+        let st = self.state.lock();
+        if let Some(b) = st.bake {
+            let active = self.active.load();
+            if active.generation == b.generation {
+                return Err(Error::BakeInProgress {
+                    version: active.version.to_string(),
+                });
+            }
+        }
+        match &st.standby {
+            Some(s) if s.state == SlotState::Canary => Err(Error::CanaryInProgress {
+                version: s.slot.version.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The staged candidate, marked validating; or why there is none.
+    fn take_candidate(&self) -> Result<Arc<Slot<M>>> {
+        let mut st = self.state.lock();
+        match &mut st.standby {
+            None => Err(Error::NothingStaged),
+            Some(s) if s.state == SlotState::Staged => {
+                s.state = SlotState::Validating;
+                Ok(Arc::clone(&s.slot))
+            }
+            Some(s) if s.state == SlotState::Failed => Err(Error::CandidateFailed {
+                version: s.slot.version.to_string(),
+            }),
+            Some(s) => Err(not_a_candidate(s)),
+        }
+    }
+
+    /// Runs the gates and warm-up on a candidate taken with `take_candidate`. On failure
+    /// the candidate is marked failed and traffic is untouched.
+    fn qualify(&self, candidate: &Arc<Slot<M>>) -> Result<(ValidationReport, Duration)> {
+        let report = self.run_gates(candidate);
         if !report.passed() {
             self.reject(&report);
             return Err(Error::ValidationFailed(Box::new(report)));
         }
-
         let warm_started = Instant::now();
-        if let Err(e) = warm(&self.config, &candidate) {
+        if let Err(e) = warm(&self.config, candidate) {
             self.reject(&report);
             return Err(e);
         }
-        let warm_up = warm_started.elapsed();
+        Ok((report, warm_started.elapsed()))
+    }
 
+    /// The flip: `candidate` becomes active, the old active becomes the previous model.
+    fn flip_to(
+        &self,
+        candidate: Arc<Slot<M>>,
+        report: ValidationReport,
+        warm_up: Duration,
+        started: Instant,
+    ) -> SwapReport {
         let flip_started = Instant::now();
         let old = self.active.swap(Arc::clone(&candidate));
         let flip = flip_started.elapsed();
-        drop(candidate);
 
         let mut st = self.state.lock();
-        let old_holders = (Arc::strong_count(&old) - 1) as u64;
         let from = old.version.to_string();
-        st.standby = Some(Standby {
-            slot: old,
-            state: SlotState::Previous,
-        });
+        st.standby = Some(Standby::new(old, SlotState::Previous));
         st.swaps += 1;
         st.last_validation = Some(report.clone());
         st.last_change = SystemTime::now();
+        if self.config.bake.is_some() {
+            st.bake = Some(BakeRun {
+                generation: candidate.generation,
+                started: Instant::now(),
+            });
+        }
+        self.publish(&st);
+        let old_holders = st.standby.as_ref().map_or(0, |s| self.holders(&s.slot));
         drop(st);
+        drop(candidate);
 
         let report = SwapReport {
             from,
@@ -405,17 +880,12 @@ impl<M: Model> BlueGreen<M> {
         };
         tracing::info!(target: "bluegreen", from = %report.from, to = %report.to,
             validation = ?report.validation.elapsed, warm_up = ?warm_up, flip = ?flip,
-            old_holders, "swapped");
-        Ok(report)
+            old_holders, baking = self.config.bake.is_some(), "swapped");
+        report
     }
 
-    /// Moves traffic back to the previous model at once, without re-validating it.
-    ///
-    /// The model rolled back from stays in standby as [`SlotState::RolledBack`]; it is not
-    /// promoted again unless staged anew. Fails with [`Error::NothingToRollBack`] unless
-    /// the standby slot holds the previous model.
-    pub fn rollback(&self) -> Result<RollbackReport> {
-        let _admin = self.admin.lock();
+    /// Rollback with the admin lock held.
+    fn rollback_locked(&self) -> Result<RollbackReport> {
         let previous = {
             let st = self.state.lock();
             match &st.standby {
@@ -432,19 +902,18 @@ impl<M: Model> BlueGreen<M> {
         let flip = flip_started.elapsed();
 
         let mut st = self.state.lock();
-        let old_holders = (Arc::strong_count(&old) - 1) as u64;
         let from = old.version.to_string();
         let to = st
             .standby
             .as_ref()
             .map(|s| s.slot.version.to_string())
             .unwrap_or_default();
-        st.standby = Some(Standby {
-            slot: old,
-            state: SlotState::RolledBack,
-        });
+        st.standby = Some(Standby::new(old, SlotState::RolledBack));
         st.rollbacks += 1;
+        st.bake = None;
         st.last_change = SystemTime::now();
+        self.publish(&st);
+        let old_holders = st.standby.as_ref().map_or(0, |s| self.holders(&s.slot));
         drop(st);
 
         tracing::warn!(target: "bluegreen", %from, %to, ?flip, old_holders, "rolled back");
@@ -456,38 +925,154 @@ impl<M: Model> BlueGreen<M> {
         })
     }
 
-    /// A snapshot of both slots and the deployment's counters. Never waits for a running
-    /// swap's validation.
-    pub fn status(&self) -> Status {
-        let st = self.state.lock();
-        let active = self.active.load_full();
-        let active_status = slot_status(&active, SlotState::Active, None);
-        drop(active);
-        let standby = st.standby.as_ref().map(|s| {
-            let holders = (Arc::strong_count(&s.slot) - 1) as u64;
-            slot_status(&s.slot, s.state, Some(holders))
-        });
-        Status {
-            active: active_status,
-            standby,
-            swaps: st.swaps,
-            rollbacks: st.rollbacks,
-            rejections: st.rejections,
-            last_validation: st.last_validation.clone(),
-            last_change: st.last_change,
+    /// One look at the running bake (called by the monitor thread).
+    fn check_bake(&self) {
+        let Some(bake) = &self.config.bake else {
+            return;
+        };
+        let (run, active, previous) = {
+            let mut st = self.state.lock();
+            let Some(run) = st.bake else { return };
+            let active = self.active.load_full();
+            if active.generation != run.generation {
+                st.bake = None;
+                return;
+            }
+            let previous = st
+                .standby
+                .as_ref()
+                .filter(|s| s.state == SlotState::Previous)
+                .map(|s| Arc::clone(&s.slot));
+            (run, active, previous)
+        };
+        let now = active.observed();
+        let prev = previous.as_ref().map(|p| p.observed());
+        drop(previous);
+        if let Some(reason) = bake.breach(&now, prev.as_ref()) {
+            drop(active);
+            self.auto_rollback(run, reason);
+        } else if bake.passed(run.started.elapsed(), &now) {
+            let mut st = self.state.lock();
+            if st.bake.is_some_and(|b| b.generation == run.generation) {
+                st.bake = None;
+                st.last_change = SystemTime::now();
+                drop(st);
+                tracing::info!(target: "bluegreen", version = %active.version,
+                    requests = now.requests, errors = now.errors, elapsed = ?run.started.elapsed(),
+                    "bake passed; version is stable");
+            }
         }
+    }
+
+    fn auto_rollback(&self, run: BakeRun, reason: String) {
+        let _admin = self.admin.lock();
+        // Re-check under the admin lock: a manual rollback may have won the race.
+        if self
+            .state
+            .lock()
+            .bake
+            .is_none_or(|b| b.generation != run.generation)
+        {
+            return;
+        }
+        let report = match self.rollback_locked() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(target: "bluegreen", %reason, error = %e,
+                    "bake limit breached but automatic rollback failed");
+                return;
+            }
+        };
+        let record = AutoRollback {
+            from: report.from,
+            to: report.to,
+            reason,
+            after: run.started.elapsed(),
+            at: SystemTime::now(),
+        };
+        {
+            let mut st = self.state.lock();
+            st.auto_rollbacks += 1;
+            st.last_auto_rollback = Some(record.clone());
+        }
+        tracing::error!(target: "bluegreen", from = %record.from, to = %record.to,
+            reason = %record.reason, after = ?record.after, "automatic rollback");
+        if let Some(hook) = &self.config.on_auto_rollback {
+            hook(&record);
+        }
+    }
+
+    /// Makes the keyed-routing views and the shadow target match the standby slot.
+    fn publish(&self, st: &State<M>) {
+        let standby = st.standby.as_ref();
+        let with = |state: &[SlotState]| standby.filter(|s| state.contains(&s.state));
+        if self.sessions.is_some() {
+            self.previous
+                .store(with(&[SlotState::Previous]).map(|s| Arc::clone(&s.slot)));
+        }
+        let canary = with(&[SlotState::Canary]).map(|s| {
+            Arc::new(CanaryRoute {
+                slot: Arc::clone(&s.slot),
+                basis_points: s.basis_points,
+            })
+        });
+        if canary.is_some() || self.canary.load().is_some() {
+            self.canary.store(canary);
+        }
+        if let Some(shadow) = &self.shadow {
+            shadow.target(with(&[SlotState::Staged, SlotState::Validating]).map(|s| &s.slot));
+        }
+    }
+
+    /// Unpublishes everything (before retiring the standby).
+    fn unpublish(&self) {
+        self.previous.store(None);
+        self.canary.store(None);
+        if let Some(shadow) = &self.shadow {
+            shadow.target(None);
+        }
+    }
+
+    /// References to a standby model beyond the deployment's own (state and routes).
+    fn holders(&self, slot: &Arc<Slot<M>>) -> u64 {
+        let mut ours = 1;
+        if self
+            .previous
+            .load()
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, slot))
+        {
+            ours += 1;
+        }
+        if self
+            .canary
+            .load()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.slot, slot))
+        {
+            ours += 1;
+        }
+        if self.shadow.as_ref().is_some_and(|s| s.holds(slot)) {
+            ours += 1;
+        }
+        Arc::strong_count(slot).saturating_sub(ours) as u64
     }
 
     fn run_gates(&self, candidate: &Arc<Slot<M>>) -> ValidationReport {
         let live = self.active.load_full();
+        let shadow = self
+            .shadow
+            .as_ref()
+            .and_then(ShadowRuntime::status)
+            .filter(|s| s.version == *candidate.version);
         let report = validate::run_all(
             &self.config.validators,
             candidate,
             &live,
+            shadow,
             self.config.validation_deadline,
         );
-        let level_ok = report.passed();
-        if level_ok {
+        if report.passed() {
             tracing::info!(target: "bluegreen", candidate = %report.candidate,
                 live = %report.live, gates = report.checks.len(), elapsed = ?report.elapsed,
                 "validation passed");
@@ -508,15 +1093,18 @@ impl<M: Model> BlueGreen<M> {
         st.rejections += 1;
         st.last_validation = Some(report.clone());
         st.last_change = SystemTime::now();
+        self.publish(&st);
     }
 
     /// Waits for the standby model to drain, then drops it on the retirer thread.
     /// Must be called with the admin lock held (nobody else can add references then).
-    fn retire_standby(&self) -> Result<Option<(String, Duration)>> {
+    fn retire_standby(&self, wait_for_drop: bool) -> Result<Option<(String, Duration)>> {
         let slot = match &self.state.lock().standby {
             None => return Ok(None),
             Some(s) => Arc::clone(&s.slot),
         };
+        // No new keyed request, session or mirrored call may reach it from here on.
+        self.unpublish();
         let started = Instant::now();
         let mut pause = Duration::from_micros(50);
         loop {
@@ -527,6 +1115,7 @@ impl<M: Model> BlueGreen<M> {
             }
             let waited = started.elapsed();
             if waited >= self.config.drain_timeout {
+                self.publish(&self.state.lock());
                 tracing::warn!(target: "bluegreen", version = %slot.version, holders,
                     ?waited, "drain timed out; model kept");
                 return Err(Error::DrainTimeout {
@@ -545,7 +1134,7 @@ impl<M: Model> BlueGreen<M> {
             st.last_change = SystemTime::now();
         }
         let version = slot.version.to_string();
-        self.retirer.retire(slot);
+        self.retirer.retire(slot, wait_for_drop);
         tracing::info!(target: "bluegreen", %version, drain = ?drained, "standby retired");
         Ok(Some((version, drained)))
     }
@@ -553,8 +1142,20 @@ impl<M: Model> BlueGreen<M> {
 
 impl<M: Model> Drop for BlueGreen<M> {
     fn drop(&mut self) {
-        // Hand both models to the retirer so their last references are released on its
-        // thread; it drops them once `self.retirer` (the last field) shuts it down.
+        // The monitor holds a reference to `inner`; stop it so ours is the last.
+        drop(self.monitor.take());
+    }
+}
+
+impl<M: Model> Drop for Inner<M> {
+    fn drop(&mut self) {
+        // Stop the shadow worker and clear every route, then hand both models to the
+        // retirer, so their last references are released on its thread when
+        // `self.retirer` (the last field) shuts it down.
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.shutdown();
+        }
+        self.unpublish();
         self.retirer.hold_until_shutdown(self.active.load_full());
         if let Some(s) = self.state.get_mut().standby.take() {
             self.retirer.hold_until_shutdown(s.slot);
@@ -564,9 +1165,9 @@ impl<M: Model> Drop for BlueGreen<M> {
 
 impl<M: Model> std::fmt::Debug for BlueGreen<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let st = self.state.lock();
+        let st = self.inner.state.lock();
         f.debug_struct("BlueGreen")
-            .field("active", &&*self.active.load().version)
+            .field("active", &&*self.inner.active.load().version)
             .field(
                 "standby",
                 &st.standby.as_ref().map(|s| (&*s.slot.version, s.state)),
@@ -662,6 +1263,7 @@ fn warm<M: Model>(config: &Config<M>, slot: &Arc<Slot<M>>) -> Result<()> {
 
 fn slot_status<M: Model>(slot: &Slot<M>, state: SlotState, holders: Option<u64>) -> SlotStatus {
     let t = slot.totals();
+    let latency = slot.latency();
     SlotStatus {
         version: slot.version.to_string(),
         generation: slot.generation,
@@ -670,7 +1272,21 @@ fn slot_status<M: Model>(slot: &Slot<M>, state: SlotState, holders: Option<u64>)
         holders,
         requests: t.finished,
         errors: t.failed,
+        p50: latency.quantile(0.5),
+        p99: latency.quantile(0.99),
+        outcomes: (t.outcomes_ok, t.outcomes()),
         loaded_at: slot.loaded_at,
         info: slot.info.clone(),
+    }
+}
+
+/// A report for a canary promoted without a recorded validation (cannot normally happen).
+fn empty_report<M: Model>(candidate: &Slot<M>, live: &Slot<M>) -> ValidationReport {
+    ValidationReport {
+        candidate: candidate.version.to_string(),
+        live: live.version.to_string(),
+        checks: Vec::new(),
+        elapsed: Duration::ZERO,
+        finished_at: SystemTime::now(),
     }
 }

@@ -85,6 +85,45 @@ pub enum Error {
         standby: Option<SlotState>,
     },
 
+    /// A bake window is running: staging or unstaging would retire the rollback target.
+    #[error(
+        "{version} is baking: wait for its bake window to pass, or roll back, before staging or unstaging"
+    )]
+    BakeInProgress {
+        /// The version baking.
+        version: String,
+    },
+
+    /// A canary is running: staging or unstaging would retire it mid-flight.
+    #[error("canary {version} is running: promote_canary() or abort_canary() first")]
+    CanaryInProgress {
+        /// The canary's version.
+        version: String,
+    },
+
+    /// A canary operation without a running canary.
+    #[error("no canary is running (standby: {})", .standby.map_or_else(|| "empty".to_owned(), |s| s.to_string()))]
+    NoCanary {
+        /// What the standby slot holds instead.
+        standby: Option<SlotState>,
+    },
+
+    /// A traffic share outside 0..=100 percent.
+    #[error("invalid canary share {percent}: must be a percentage from 0 to 100")]
+    InvalidPercent {
+        /// The share given.
+        percent: f64,
+    },
+
+    /// An outcome reported for a version that is not loaded.
+    #[error(
+        "version {version} is not loaded; outcomes can only be recorded for the active or standby model"
+    )]
+    UnknownVersion {
+        /// The version given.
+        version: String,
+    },
+
     /// The loader passed to `stage_with` failed.
     #[error("loading candidate {version} failed: {source}")]
     Load {

@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bake;
 mod bluegreen;
 mod error;
 pub mod gates;
@@ -74,23 +75,34 @@ mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 mod report;
+pub mod repository;
 mod retire;
+mod routing;
 mod schema;
 #[cfg(feature = "serde")]
 mod serde_util;
+pub mod shadow;
 mod slot;
 mod stats;
 mod status;
 mod supervise;
 pub mod validate;
+#[cfg(feature = "watch")]
+pub mod watch;
 
+pub use crate::bake::{AutoRollback, Bake, BakeStatus};
 pub use crate::bluegreen::{Active, BlueGreen, Builder};
 pub use crate::error::{Error, Result};
 pub use crate::golden::{GoldenError, GoldenSet, NpzSpec};
 pub use crate::model::Model;
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
-pub use crate::report::{RollbackReport, StageReport, SwapReport};
+pub use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
+pub use crate::routing::Affinity;
 pub use crate::schema::{Dim, ElementType, ModelInfo, TensorSpec};
+pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
 pub use crate::status::{SlotState, SlotStatus, Status};
 pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
+pub use crate::repository::Repository;
+#[cfg(feature = "watch")]
+pub use crate::watch::{WatchPolicy, Watcher};

@@ -67,3 +67,18 @@ pub struct RollbackReport {
     /// References still held on the rolled-back model when rollback returned.
     pub old_holders: u64,
 }
+
+/// The result of [`BlueGreen::start_canary`](crate::BlueGreen::start_canary).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryReport {
+    /// The canary's version.
+    pub version: String,
+    /// Its share of keyed traffic, in percent.
+    pub percent: f64,
+    /// Every gate it passed.
+    pub validation: ValidationReport,
+    /// Time spent warming it.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
+    pub warm_up: Duration,
+}

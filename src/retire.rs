@@ -47,20 +47,22 @@ impl<M: Model> Retirer<M> {
         })
     }
 
-    /// Drops `slot` on the retirer thread and waits until it is gone.
+    /// Drops `slot` on the retirer thread; with `wait`, returns only once it is gone
+    /// (so a model loaded next never coexists with it).
     ///
     /// The caller has already waited for the slot's in-flight calls to drain.
-    pub(crate) fn retire(&self, slot: Arc<Slot<M>>) {
+    pub(crate) fn retire(&self, slot: Arc<Slot<M>>, wait_for_drop: bool) {
         let (done, wait) = crossbeam_channel::bounded(1);
         let Some(tx) = &self.tx else {
             return; // only during shutdown, when nothing retires any more
         };
         match tx.send(Job::Retire { slot, done }) {
-            Ok(()) => {
+            Ok(()) if wait_for_drop => {
                 // An Err means the thread died mid-drop (a model's Drop panicked); the
                 // slot is gone either way.
                 let _ = wait.recv();
             }
+            Ok(()) => {}
             // The thread is gone (a model's Drop panicked earlier): drop here, don't leak.
             Err(crossbeam_channel::SendError(job)) => drop(job),
         }

@@ -1,11 +1,12 @@
 //! A loaded model together with its identity and counters: the unit that is swapped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
+use crate::bake::Observed;
 use crate::model::Model;
 use crate::schema::ModelInfo;
-use crate::stats::{SlotStats, Totals};
+use crate::stats::{Histogram, SlotStats, Totals};
 
 /// One loaded model as bluegreen holds it. Shared by `Arc`; the active one lives in the
 /// `ArcSwap`, the standby one in the admin state.
@@ -17,11 +18,13 @@ pub(crate) struct Slot<M: Model> {
     pub(crate) generation: u64,
     pub(crate) info: ModelInfo,
     pub(crate) loaded_at: SystemTime,
-    stats: SlotStats,
+    /// Whether calls are timed (only when something needs latency: a bake limit).
+    timed: bool,
+    pub(crate) stats: SlotStats,
 }
 
 impl<M: Model> Slot<M> {
-    pub(crate) fn new(model: M, version: Box<str>) -> Self {
+    pub(crate) fn new(model: M, version: Box<str>, timed: bool) -> Self {
         static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
         let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let info = model.info();
@@ -31,6 +34,7 @@ impl<M: Model> Slot<M> {
             generation,
             info,
             loaded_at: SystemTime::now(),
+            timed,
             stats: SlotStats::default(),
         }
     }
@@ -39,7 +43,14 @@ impl<M: Model> Slot<M> {
     #[inline]
     pub(crate) fn predict(&self, input: &M::Input) -> Result<M::Output, M::Error> {
         let call = self.stats.enter();
-        let out = self.model.predict(input);
+        let out = if self.timed {
+            let started = Instant::now();
+            let out = self.model.predict(input);
+            call.took(started.elapsed());
+            out
+        } else {
+            self.model.predict(input)
+        };
         if out.is_err() {
             call.failed();
         }
@@ -48,5 +59,26 @@ impl<M: Model> Slot<M> {
 
     pub(crate) fn totals(&self) -> Totals {
         self.stats.totals()
+    }
+
+    /// Latency of counted calls (empty unless the slot is timed).
+    pub(crate) fn latency(&self) -> Histogram {
+        self.stats.latency()
+    }
+
+    /// What this model has shown, for a bake's judgement.
+    pub(crate) fn observed(&self) -> Observed {
+        let t = self.totals();
+        Observed {
+            requests: t.finished,
+            errors: t.failed,
+            p99: if self.timed {
+                self.latency().quantile(0.99)
+            } else {
+                None
+            },
+            outcomes: t.outcomes(),
+            outcomes_ok: t.outcomes_ok,
+        }
     }
 }

@@ -8,16 +8,60 @@
 //! a linearizable count, which is what a status page needs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use thread_local::ThreadLocal;
 
+/// Latency buckets: 16 exact nanosecond buckets, then 8 per power of two up to 2^40 ns
+/// (~18 minutes). A bucket's upper bound overstates a value by at most 1/8 (12.5 %).
+const LINEAR: usize = 16;
+const SUB_BITS: u32 = 3;
+const SUB: usize = 1 << SUB_BITS;
+const MAX_EXP: u32 = 40;
+pub(crate) const BUCKETS: usize = LINEAR + (MAX_EXP as usize - 3) * SUB;
+
+fn bucket_of(ns: u64) -> usize {
+    if ns < LINEAR as u64 {
+        return ns as usize;
+    }
+    let exp = (63 - ns.leading_zeros()).min(MAX_EXP);
+    let ns = ns.min((1u64 << (MAX_EXP + 1)) - 1);
+    let sub = ((ns >> (exp - SUB_BITS)) as usize) & (SUB - 1);
+    LINEAR + (exp as usize - 4) * SUB + sub
+}
+
+/// The largest value that falls in `bucket`.
+fn bucket_upper(bucket: usize) -> u64 {
+    if bucket < LINEAR {
+        return bucket as u64;
+    }
+    let exp = ((bucket - LINEAR) / SUB) as u32 + 4;
+    let sub = ((bucket - LINEAR) % SUB) as u64;
+    ((SUB as u64 + sub + 1) << (exp - SUB_BITS)) - 1
+}
+
 /// One thread's counters for one slot. Written only by the owning thread.
-#[derive(Default)]
 struct Lane {
     started: AtomicU64,
     finished: AtomicU64,
     failed: AtomicU64,
+    outcomes_ok: AtomicU64,
+    outcomes_bad: AtomicU64,
+    latency: [AtomicU64; BUCKETS],
+}
+
+impl Default for Lane {
+    fn default() -> Self {
+        Self {
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            outcomes_ok: AtomicU64::new(0),
+            outcomes_bad: AtomicU64::new(0),
+            latency: [const { AtomicU64::new(0) }; BUCKETS],
+        }
+    }
 }
 
 /// Single-writer increment: the owning thread is the only writer, so a load and a store
@@ -39,11 +83,49 @@ pub(crate) struct Totals {
     pub(crate) started: u64,
     pub(crate) finished: u64,
     pub(crate) failed: u64,
+    pub(crate) outcomes_ok: u64,
+    pub(crate) outcomes_bad: u64,
 }
 
 impl Totals {
     pub(crate) fn in_flight(&self) -> u64 {
         self.started - self.finished
+    }
+
+    /// Reported outcomes.
+    pub(crate) fn outcomes(&self) -> u64 {
+        self.outcomes_ok + self.outcomes_bad
+    }
+}
+
+/// A latency distribution summed over all threads.
+#[derive(Debug, Clone)]
+pub(crate) struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Histogram {
+    /// Number of recorded calls.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The `q` quantile (0..=1), as the upper bound of its bucket; `None` when empty.
+    pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = ((self.total as f64 * q).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (bucket, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(Duration::from_nanos(bucket_upper(bucket)));
+            }
+        }
+        None
     }
 }
 
@@ -55,6 +137,36 @@ impl SlotStats {
         let lane = self.lanes.get_or_default();
         bump(&lane.started);
         CallGuard { lane }
+    }
+
+    /// Records how long a finished call took (only slots that time their calls do).
+    #[inline]
+    pub(crate) fn record_latency(&self, elapsed: Duration) {
+        let lane = self.lanes.get_or_default();
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        bump(&lane.latency[bucket_of(ns)]);
+    }
+
+    /// Records an application-reported outcome (e.g. a delayed label matched or not).
+    pub(crate) fn record_outcome(&self, ok: bool) {
+        let lane = self.lanes.get_or_default();
+        bump(if ok {
+            &lane.outcomes_ok
+        } else {
+            &lane.outcomes_bad
+        });
+    }
+
+    /// The latency distribution over all threads.
+    pub(crate) fn latency(&self) -> Histogram {
+        let mut counts = vec![0u64; BUCKETS];
+        for lane in self.lanes.iter() {
+            for (c, b) in counts.iter_mut().zip(&lane.latency) {
+                *c += b.load(Ordering::Acquire);
+            }
+        }
+        let total = counts.iter().sum();
+        Histogram { counts, total }
     }
 
     /// Sums every thread's lane.
@@ -69,6 +181,8 @@ impl SlotStats {
             t.finished += finished;
             t.failed += failed;
             t.started += started.max(finished);
+            t.outcomes_ok += lane.outcomes_ok.load(Ordering::Acquire);
+            t.outcomes_bad += lane.outcomes_bad.load(Ordering::Acquire);
         }
         t
     }
@@ -85,6 +199,13 @@ impl CallGuard<'_> {
     pub(crate) fn failed(&self) {
         bump(&self.lane.failed);
     }
+
+    /// Records how long the call took.
+    #[inline]
+    pub(crate) fn took(&self, elapsed: Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        bump(&self.lane.latency[bucket_of(ns)]);
+    }
 }
 
 impl Drop for CallGuard<'_> {
@@ -98,6 +219,43 @@ impl Drop for CallGuard<'_> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn every_value_lands_in_a_bucket_whose_upper_bound_is_within_an_eighth() {
+        let mut last = 0;
+        for ns in (0..100_000u64).chain([1 << 20, 123_456_789, 1 << 39, u64::MAX]) {
+            let b = bucket_of(ns);
+            assert!(b < BUCKETS);
+            assert!(b >= last || ns > 100_000, "buckets are monotonic");
+            last = b;
+            let upper = bucket_upper(b);
+            if ns < 1 << 41 {
+                assert!(upper >= ns, "{ns} -> bucket {b} upper {upper}");
+                assert!(upper - ns <= ns / 8 + 1, "{ns} -> {upper}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_come_from_the_merged_lanes() {
+        let stats = Arc::new(SlotStats::default());
+        for us in 1..=100 {
+            stats.record_latency(Duration::from_micros(us));
+        }
+        let s2 = Arc::clone(&stats);
+        std::thread::spawn(move || s2.record_latency(Duration::from_millis(50)))
+            .join()
+            .unwrap();
+        let h = stats.latency();
+        assert_eq!(h.count(), 101);
+        let p50 = h.quantile(0.5).unwrap();
+        assert!(
+            p50 >= Duration::from_micros(51) && p50 <= Duration::from_micros(58),
+            "{p50:?}"
+        );
+        let max = h.quantile(1.0).unwrap();
+        assert!(max >= Duration::from_millis(50) && max <= Duration::from_micros(56_250));
+    }
 
     #[test]
     fn totals_sum_every_threads_lane_and_track_in_flight() {

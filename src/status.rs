@@ -3,7 +3,11 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use std::time::Duration;
+
+use crate::bake::{AutoRollback, BakeStatus};
 use crate::schema::ModelInfo;
+use crate::shadow::ShadowStatus;
 use crate::validate::ValidationReport;
 
 /// What a slot holds, from the deployment's point of view.
@@ -11,8 +15,12 @@ use crate::validate::ValidationReport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SlotState {
-    /// Serving all traffic.
+    /// Serving all traffic (stable: no bake running).
     Active,
+    /// Serving all traffic, inside its bake window: watched, and rolled back on a breach.
+    Baking,
+    /// A validated candidate serving a share of keyed traffic.
+    Canary,
     /// A candidate waiting for [`swap`](crate::BlueGreen::swap).
     Staged,
     /// A candidate whose gates are running right now.
@@ -30,6 +38,8 @@ impl fmt::Display for SlotState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SlotState::Active => "active",
+            SlotState::Baking => "baking",
+            SlotState::Canary => "canary",
             SlotState::Staged => "staged",
             SlotState::Validating => "validating",
             SlotState::Failed => "failed",
@@ -60,6 +70,12 @@ pub struct SlotStatus {
     pub requests: u64,
     /// Calls that returned an error.
     pub errors: u64,
+    /// Median call latency, when calls are timed (a bake with latency limits).
+    pub p50: Option<Duration>,
+    /// p99 call latency, when calls are timed.
+    pub p99: Option<Duration>,
+    /// Outcomes the application reported for this model (good, total).
+    pub outcomes: (u64, u64),
     /// When the model was staged (or given at construction).
     #[cfg_attr(
         feature = "serde",
@@ -86,6 +102,18 @@ pub struct Status {
     pub rejections: u64,
     /// The most recent validation (from a swap or a dry run).
     pub last_validation: Option<ValidationReport>,
+    /// The bake window running now, if any.
+    pub bake: Option<BakeStatus>,
+    /// Automatic rollbacks so far.
+    pub auto_rollbacks: u64,
+    /// The most recent automatic rollback, with its reason.
+    pub last_auto_rollback: Option<AutoRollback>,
+    /// Share of keyed traffic (percent) going to the canary, when one runs.
+    pub canary_percent: Option<f64>,
+    /// Shadow-traffic results for the last shadowed candidate.
+    pub shadow: Option<ShadowStatus>,
+    /// Sessions remembered for affinity (when configured).
+    pub sessions: Option<usize>,
     /// When the active or standby slot last changed.
     #[cfg_attr(
         feature = "serde",
@@ -110,8 +138,23 @@ impl fmt::Display for Status {
         }
         writeln!(
             f,
-            "swaps {}, rollbacks {}, rejected candidates {}",
-            self.swaps, self.rollbacks, self.rejections
-        )
+            "swaps {}, rollbacks {} ({} automatic), rejected candidates {}",
+            self.swaps, self.rollbacks, self.auto_rollbacks, self.rejections
+        )?;
+        if let Some(b) = &self.bake {
+            writeln!(
+                f,
+                "baking {} for {:.1?}: {} requests, {} errors",
+                b.version, b.elapsed, b.requests, b.errors
+            )?;
+        }
+        if let Some(r) = &self.last_auto_rollback {
+            writeln!(
+                f,
+                "last automatic rollback: {} -> {}: {}",
+                r.from, r.to, r.reason
+            )?;
+        }
+        Ok(())
     }
 }

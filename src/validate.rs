@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::model::Model;
 use crate::schema::ModelInfo;
+use crate::shadow::ShadowStatus;
 use crate::slot::Slot;
 use crate::supervise::{self, Supervised};
 
@@ -108,11 +109,26 @@ where
 pub struct Context<M: Model> {
     candidate: Arc<Slot<M>>,
     live: Arc<Slot<M>>,
+    shadow: Option<ShadowStatus>,
 }
 
 impl<M: Model> Context<M> {
-    pub(crate) fn new(candidate: Arc<Slot<M>>, live: Arc<Slot<M>>) -> Self {
-        Self { candidate, live }
+    pub(crate) fn new(
+        candidate: Arc<Slot<M>>,
+        live: Arc<Slot<M>>,
+        shadow: Option<ShadowStatus>,
+    ) -> Self {
+        Self {
+            candidate,
+            live,
+            shadow,
+        }
+    }
+
+    /// Shadow-traffic results for this candidate, when shadowing is configured and
+    /// mirrored requests reached it (see [`ShadowGate`](crate::shadow::ShadowGate)).
+    pub fn shadow(&self) -> Option<&ShadowStatus> {
+        self.shadow.as_ref()
     }
 
     /// The model under validation.
@@ -408,10 +424,15 @@ pub(crate) fn run_all<M: Model>(
     validators: &[Arc<dyn Validator<M>>],
     candidate: &Arc<Slot<M>>,
     live: &Arc<Slot<M>>,
+    shadow: Option<ShadowStatus>,
     default_deadline: Duration,
 ) -> ValidationReport {
     let started = Instant::now();
-    let cx = Arc::new(Context::new(Arc::clone(candidate), Arc::clone(live)));
+    let cx = Arc::new(Context::new(
+        Arc::clone(candidate),
+        Arc::clone(live),
+        shadow,
+    ));
     let checks = validators
         .iter()
         .map(|v| run_one(v, &cx, default_deadline))

@@ -24,6 +24,9 @@ enum Op {
     Rollback,
     Unstage,
     Validate,
+    StartCanary,
+    PromoteCanary,
+    AbortCanary,
     Predict,
 }
 
@@ -36,6 +39,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Rollback),
         1 => Just(Op::Unstage),
         1 => Just(Op::Validate),
+        2 => Just(Op::StartCanary),
+        1 => Just(Op::PromoteCanary),
+        1 => Just(Op::AbortCanary),
         2 => Just(Op::Predict),
     ]
 }
@@ -56,7 +62,11 @@ fn label(tag: u64) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn deployment_agrees_with_reference_state_machine(ops in proptest::collection::vec(op(), 1..40)) {
@@ -74,14 +84,25 @@ proptest! {
                 Op::Stage { good } => {
                     let tag = next_tag;
                     next_tag += 1;
-                    let m = t.model(tag);
-                    let rep = bg.stage(label(tag), if good { m } else { m.bad() }).unwrap();
-                    prop_assert_eq!(rep.retired, r.standby.map(|(s, _, _)| label(s)));
+                    let res = bg.stage_with(label(tag), || {
+                        let m = t.model(tag);
+                        Ok::<_, Error>(if good { m } else { m.bad() })
+                    });
+                    if let Some((canary, SlotState::Canary, _)) = r.standby {
+                        let refused = matches!(&res, Err(Error::CanaryInProgress { version }) if *version == label(canary));
+                        prop_assert!(refused);
+                        continue;
+                    }
+                    prop_assert_eq!(res.unwrap().retired, r.standby.map(|(s, _, _)| label(s)));
                     r.standby = Some((tag, SlotState::Staged, good));
                 }
                 Op::StageActiveLabel => {
                     let err = bg.stage(label(r.active), t.model(999_999)).unwrap_err();
-                    prop_assert!(matches!(err, Error::VersionInUse { slot: "active", .. }), "{}", err);
+                    if matches!(r.standby, Some((_, SlotState::Canary, _))) {
+                        prop_assert!(matches!(err, Error::CanaryInProgress { .. }), "{}", err);
+                    } else {
+                        prop_assert!(matches!(err, Error::VersionInUse { slot: "active", .. }), "{}", err);
+                    }
                 }
                 Op::StageFailingLoader => {
                     let tag = next_tag;
@@ -89,6 +110,10 @@ proptest! {
                     let err = bg
                         .stage_with(label(tag), || Err::<Tracked, _>("disk on fire"))
                         .unwrap_err();
+                    if matches!(r.standby, Some((_, SlotState::Canary, _))) {
+                        prop_assert!(matches!(err, Error::CanaryInProgress { .. }), "{}", err);
+                        continue;
+                    }
                     prop_assert!(matches!(err, Error::Load { .. }), "{}", err);
                     // The old standby was retired before the loader ran.
                     r.standby = None;
@@ -137,6 +162,10 @@ proptest! {
                         }
                     }
                 }
+                Op::Unstage if matches!(r.standby, Some((_, SlotState::Canary, _))) => {
+                    let refused = matches!(bg.unstage(), Err(Error::CanaryInProgress { .. }));
+                    prop_assert!(refused);
+                }
                 Op::Unstage => {
                     let retired = bg.unstage().unwrap();
                     prop_assert_eq!(retired, r.standby.map(|(s, _, _)| label(s)));
@@ -155,11 +184,73 @@ proptest! {
                         }
                     }
                 }
+                Op::StartCanary => {
+                    let res = bg.start_canary(25.0);
+                    match r.standby {
+                        None => prop_assert!(matches!(res, Err(Error::NothingStaged))),
+                        Some((tag, SlotState::Staged, true)) => {
+                            prop_assert_eq!(res.unwrap().version, label(tag));
+                            r.standby = Some((tag, SlotState::Canary, true));
+                        }
+                        Some((tag, SlotState::Staged, false)) => {
+                            prop_assert!(matches!(res, Err(Error::ValidationFailed(_))));
+                            r.standby = Some((tag, SlotState::Failed, false));
+                            r.rejections += 1;
+                        }
+                        Some((_, SlotState::Failed, _)) => {
+                            let refused = matches!(res, Err(Error::CandidateFailed { .. }));
+                            prop_assert!(refused);
+                        }
+                        Some((_, state, _)) => {
+                            let refused = matches!(res, Err(Error::NotACandidate { state: s, .. }) if s == state);
+                            prop_assert!(refused);
+                        }
+                    }
+                }
+                Op::PromoteCanary => {
+                    let res = bg.promote_canary();
+                    match r.standby {
+                        Some((tag, SlotState::Canary, good)) => {
+                            prop_assert_eq!(res.unwrap().to, label(tag));
+                            r.standby = Some((r.active, SlotState::Previous, good));
+                            r.active = tag;
+                            r.swaps += 1;
+                        }
+                        other => {
+                            let expected = other.map(|(_, s, _)| s);
+                            let refused = matches!(res, Err(Error::NoCanary { standby }) if standby == expected);
+                            prop_assert!(refused);
+                        }
+                    }
+                }
+                Op::AbortCanary => {
+                    let res = bg.abort_canary();
+                    match r.standby {
+                        Some((tag, SlotState::Canary, good)) => {
+                            prop_assert!(res.is_ok());
+                            r.standby = Some((tag, SlotState::Failed, good));
+                        }
+                        other => {
+                            let expected = other.map(|(_, s, _)| s);
+                            let refused = matches!(res, Err(Error::NoCanary { standby }) if standby == expected);
+                            prop_assert!(refused);
+                        }
+                    }
+                }
                 Op::Predict => {}
             }
 
             // After every step: the right model answers and the status agrees.
             prop_assert_eq!(bg.predict(&5).unwrap(), (r.active, 5));
+            // A key in the canary's 25 % ("k7" is in bucket < 2500 iff the canary gets it)
+            // goes to the canary exactly while one runs.
+            let canary = match r.standby {
+                Some((tag, SlotState::Canary, _)) => Some(tag),
+                _ => None,
+            };
+            let keyed: Vec<u64> = (0..40).map(|k| bg.predict_keyed(format!("k{k}"), &5).unwrap().0).collect();
+            prop_assert!(keyed.iter().all(|&m| m == r.active || Some(m) == canary));
+            prop_assert_eq!(keyed.iter().any(|&m| Some(m) == canary), canary.is_some());
             let s = bg.status();
             prop_assert_eq!(&s.active.version, &label(r.active));
             prop_assert_eq!(
@@ -167,7 +258,7 @@ proptest! {
                 r.standby.map(|(tag, state, _)| (label(tag), state))
             );
             prop_assert_eq!((s.swaps, s.rollbacks, s.rejections), (r.swaps, r.rollbacks, r.rejections));
-            prop_assert!(t.alive() <= 2 + 1, "the model being handed to stage() is the only extra");
+            prop_assert!(t.alive() <= 2, "stage_with never lets a third model exist");
         }
         drop(bg);
         prop_assert_eq!(t.alive(), 0);

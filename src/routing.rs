@@ -1,0 +1,179 @@
+//! Keyed routing: canary traffic split and session affinity.
+//!
+//! Both work on [`predict_keyed`](crate::BlueGreen::predict_keyed), which takes a request
+//! key (a user id, a session id). The key is hashed with xxh3, which is stable across
+//! processes and machines, so every replica of a fleet routes a key the same way.
+//!
+//! * **Canary split**: a key falls in one of 10 000 buckets; keys whose bucket is below the
+//!   canary share (in basis points) go to the canary. Raising the share only adds buckets,
+//!   so a user who saw the canary keeps seeing it.
+//! * **Session affinity**: the version that answered a session's first request keeps
+//!   answering it for a grace period, across swaps and rollbacks — as long as that model is
+//!   still loaded and not the one just rolled back from. Then the session moves.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+/// Basis points in 100 %.
+pub(crate) const BASIS: u32 = 10_000;
+
+/// The stable hash of a request key.
+#[inline]
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
+/// The canary bucket (0..10 000) of a key hash.
+#[inline]
+pub(crate) fn bucket(hash: u64) -> u32 {
+    (hash % u64::from(BASIS)) as u32
+}
+
+/// A canary share in percent (0..=100) as basis points.
+pub(crate) fn basis_points(percent: f64) -> Option<u32> {
+    (0.0..=100.0)
+        .contains(&percent)
+        .then(|| (percent * 100.0).round() as u32)
+}
+
+/// Session-affinity settings; see the [module docs](self).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Affinity {
+    pub(crate) grace: Duration,
+    pub(crate) max_sessions: usize,
+}
+
+impl Affinity {
+    /// Keep each session on its first version for `grace` after its first request.
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            max_sessions: 1_000_000,
+        }
+    }
+
+    /// At most this many sessions are remembered (expired ones are evicted first; past the
+    /// limit, new sessions are routed without being pinned). Default one million.
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(SHARDS);
+        self
+    }
+}
+
+const SHARDS: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+struct Pin {
+    generation: u64,
+    since: Instant,
+}
+
+type Shard = CachePadded<Mutex<HashMap<u64, Pin>>>;
+
+/// Remembered sessions, sharded so that concurrent requests rarely share a lock.
+pub(crate) struct Sessions {
+    shards: Box<[Shard]>,
+    grace: Duration,
+    per_shard: usize,
+}
+
+impl Sessions {
+    pub(crate) fn new(config: &Affinity) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(Mutex::default()))
+                .collect(),
+            grace: config.grace,
+            per_shard: config.max_sessions.div_ceil(SHARDS),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> &Mutex<HashMap<u64, Pin>> {
+        // High bits: the low ones pick the canary bucket.
+        &self.shards[(hash >> 58) as usize % SHARDS]
+    }
+
+    /// The generation this session is pinned to, if the pin is still within its grace.
+    pub(crate) fn pinned(&self, hash: u64, now: Instant) -> Option<u64> {
+        let shard = self.shard(hash).lock();
+        shard
+            .get(&hash)
+            .filter(|p| now.duration_since(p.since) < self.grace)
+            .map(|p| p.generation)
+    }
+
+    /// Pins the session to `generation` from `now` on.
+    pub(crate) fn pin(&self, hash: u64, generation: u64, now: Instant) {
+        let mut shard = self.shard(hash).lock();
+        if shard.len() >= self.per_shard && !shard.contains_key(&hash) {
+            let grace = self.grace;
+            shard.retain(|_, p| now.duration_since(p.since) < grace);
+            if shard.len() >= self.per_shard {
+                return;
+            }
+        }
+        shard.insert(
+            hash,
+            Pin {
+                generation,
+                since: now,
+            },
+        );
+    }
+
+    /// Sessions currently remembered (including expired ones not yet evicted).
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_maps_to_basis_points_and_refuses_out_of_range() {
+        assert_eq!(basis_points(0.0), Some(0));
+        assert_eq!(basis_points(12.34), Some(1234));
+        assert_eq!(basis_points(100.0), Some(10_000));
+        assert_eq!(basis_points(100.1), None);
+        assert_eq!(basis_points(-1.0), None);
+        assert_eq!(basis_points(f64::NAN), None);
+    }
+
+    #[test]
+    fn key_hash_is_stable_across_processes() {
+        // xxh3 of "user-42" is fixed by the algorithm, not by a per-process seed.
+        assert_eq!(key_hash(b"user-42"), xxhash_rust::xxh3::xxh3_64(b"user-42"));
+        assert_eq!(key_hash(b""), 0x2D06_8005_38D3_94C2);
+    }
+
+    #[test]
+    fn pins_expire_after_the_grace_period() {
+        let s = Sessions::new(&Affinity::new(Duration::from_millis(100)));
+        let t0 = Instant::now();
+        s.pin(7, 3, t0);
+        assert_eq!(s.pinned(7, t0 + Duration::from_millis(50)), Some(3));
+        assert_eq!(s.pinned(7, t0 + Duration::from_millis(150)), None);
+    }
+
+    #[test]
+    fn a_full_table_evicts_expired_sessions_then_stops_pinning() {
+        let s = Sessions::new(&Affinity::new(Duration::from_millis(10)).max_sessions(64));
+        let t0 = Instant::now();
+        // All hashes with the same high bits land in one shard of capacity 1.
+        s.pin(1, 1, t0);
+        s.pin(2, 1, t0);
+        assert_eq!(s.pinned(2, t0), None, "shard full: not pinned");
+        s.pin(2, 1, t0 + Duration::from_millis(20));
+        assert_eq!(
+            s.pinned(2, t0 + Duration::from_millis(21)),
+            Some(1),
+            "expired evicted"
+        );
+        assert_eq!(s.len(), 1);
+    }
+}

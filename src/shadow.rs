@@ -1,0 +1,416 @@
+//! Shadow traffic: mirroring a share of live requests to the staged candidate.
+//!
+//! While a candidate is staged, a configured fraction of [`predict`](crate::BlueGreen::predict)
+//! calls is copied — input and the live answer — onto a bounded queue. One background
+//! worker runs the candidate on each copy and compares its answer with the live one
+//! (agreement, mean absolute difference, the candidate's latency and errors). Callers
+//! never wait for the candidate: when the queue is full the copy is dropped and counted.
+//! The caller pays only for the sampling decision and, for sampled calls, the copies and
+//! a non-blocking enqueue. Shadow results show in [`Status::shadow`](crate::Status::shadow)
+//! and can gate [`swap`](crate::BlueGreen::swap) through [`ShadowGate`].
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+use thread_local::ThreadLocal;
+
+use crate::model::Model;
+use crate::slot::Slot;
+use crate::stats::SlotStats;
+use crate::validate::{Bound, Context, Validator, Verdict};
+
+/// How a candidate's answer compares with the live answer to the same request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    /// Whether the two answers agree (e.g. same top label).
+    pub agree: bool,
+    /// A numeric distance between them (e.g. max abs difference of scores); 0 if unused.
+    pub abs_diff: f64,
+}
+
+/// Copies a mirrored request: its input and the live answer.
+type CopyPair<M> =
+    fn(&<M as Model>::Input, &<M as Model>::Output) -> (<M as Model>::Input, <M as Model>::Output);
+
+type Compare<M> =
+    dyn Fn(&<M as Model>::Output, &<M as Model>::Output) -> Comparison + Send + Sync + 'static;
+
+/// Shadow-traffic settings; see the [module docs](self). Requires `Clone` inputs and
+/// outputs, since each mirrored request is copied.
+///
+/// ```
+/// use bluegreen::{shadow::{Comparison, Shadow}, BlueGreen, Model};
+/// # struct Sign(f32);
+/// # impl Model for Sign { type Input = f32; type Output = f32; type Error = std::convert::Infallible;
+/// #   fn predict(&self, x: &f32) -> Result<f32, Self::Error> { Ok((self.0 * x).signum()) } }
+/// let shadow = Shadow::new(0.1, |cand: &f32, live: &f32| Comparison {
+///     agree: cand == live,
+///     abs_diff: f64::from((cand - live).abs()),
+/// });
+/// let bg = BlueGreen::builder().shadow(shadow).build("v1", Sign(1.0)).unwrap();
+/// # let _ = bg;
+/// ```
+pub struct Shadow<M: Model> {
+    pub(crate) fraction: f64,
+    pub(crate) capacity: usize,
+    pub(crate) compare: Arc<Compare<M>>,
+    pub(crate) copy: CopyPair<M>,
+}
+
+fn copy_pair<I: Clone, O: Clone>(input: &I, output: &O) -> (I, O) {
+    (input.clone(), output.clone())
+}
+
+impl<M: Model> Shadow<M>
+where
+    M::Input: Clone,
+    M::Output: Clone,
+{
+    /// Mirror `fraction` (0..=1) of live calls, judging each candidate answer with
+    /// `compare(candidate, live)`. The queue holds 1024 copies by default.
+    pub fn new(
+        fraction: f64,
+        compare: impl Fn(&M::Output, &M::Output) -> Comparison + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            fraction: if fraction.is_nan() {
+                0.0
+            } else {
+                fraction.clamp(0.0, 1.0)
+            },
+            capacity: 1024,
+            compare: Arc::new(compare),
+            copy: copy_pair::<M::Input, M::Output>,
+        }
+    }
+}
+
+impl<M: Model> Shadow<M> {
+    /// How many mirrored requests may wait for the worker; beyond it copies are dropped.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+}
+
+/// Shadow results for the staged candidate, in [`Status::shadow`](crate::Status::shadow).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowStatus {
+    /// The candidate being shadowed.
+    pub version: String,
+    /// Copies queued for it.
+    pub mirrored: u64,
+    /// Copies dropped because the queue was full.
+    pub dropped: u64,
+    /// Copies the candidate answered and that were compared.
+    pub compared: u64,
+    /// Copies the candidate failed on.
+    pub errors: u64,
+    /// Share of compared answers that agreed (1 with none compared).
+    pub agreement: f64,
+    /// Mean of [`Comparison::abs_diff`] over compared answers.
+    pub mean_abs_diff: f64,
+    /// The candidate's median latency on mirrored calls.
+    pub p50: Option<Duration>,
+    /// The candidate's p99 latency on mirrored calls.
+    pub p99: Option<Duration>,
+}
+
+/// Per-thread counters of the request side (single writer each).
+#[derive(Default)]
+struct Lane {
+    mirrored: AtomicU64,
+    dropped: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
+}
+
+/// Results for one candidate, written by the worker only.
+struct Tally {
+    generation: u64,
+    version: String,
+    /// Request-side counters when this candidate was staged (they are cumulative).
+    base_mirrored: u64,
+    base_dropped: u64,
+    compared: u64,
+    agreed: u64,
+    errors: u64,
+    sum_abs_diff: f64,
+    latency: Arc<SlotStats>,
+}
+
+struct Job<M: Model> {
+    generation: u64,
+    input: M::Input,
+    live: M::Output,
+}
+
+/// The running shadow machinery of one deployment.
+pub(crate) struct ShadowRuntime<M: Model> {
+    threshold: u64,
+    always: bool,
+    copy: CopyPair<M>,
+    tx: Option<Sender<Job<M>>>,
+    target: Arc<ArcSwapOption<Slot<M>>>,
+    lanes: ThreadLocal<CachePadded<Lane>>,
+    tally: Arc<Mutex<Option<Tally>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+thread_local! {
+    /// Per-thread xorshift state for the sampling decision (never shared).
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+fn next_random() -> u64 {
+    RNG.with(|state| {
+        let mut x = state.get();
+        if x == 0 {
+            // Seed from this thread's stack address: distinct per thread, no shared state.
+            x = (&raw const x as u64) | 1;
+            x ^= x.rotate_left(31).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x
+    })
+}
+
+impl<M: Model> ShadowRuntime<M> {
+    pub(crate) fn start(config: Shadow<M>) -> Result<Self, crate::Error> {
+        let (tx, rx) = crossbeam_channel::bounded::<Job<M>>(config.capacity);
+        let target: Arc<ArcSwapOption<Slot<M>>> = Arc::new(ArcSwapOption::empty());
+        let tally: Arc<Mutex<Option<Tally>>> = Arc::new(Mutex::new(None));
+        let (t, tl, compare) = (
+            Arc::clone(&target),
+            Arc::clone(&tally),
+            Arc::clone(&config.compare),
+        );
+        let worker = std::thread::Builder::new()
+            .name("bluegreen-shadow".to_owned())
+            .spawn(move || {
+                for job in rx.iter() {
+                    let Some(candidate) = t.load_full() else {
+                        continue;
+                    };
+                    if candidate.generation != job.generation {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    let answer = candidate.model.predict(&job.input);
+                    let elapsed = started.elapsed();
+                    let mut guard = tl.lock();
+                    let Some(tally) = guard.as_mut().filter(|t| t.generation == job.generation)
+                    else {
+                        continue;
+                    };
+                    match answer {
+                        Ok(out) => {
+                            let c = compare(&out, &job.live);
+                            tally.compared += 1;
+                            tally.agreed += u64::from(c.agree);
+                            tally.sum_abs_diff += c.abs_diff;
+                            tally.latency.record_latency(elapsed);
+                        }
+                        Err(_) => tally.errors += 1,
+                    }
+                }
+            })
+            .map_err(|source| crate::Error::Spawn {
+                what: "shadow",
+                source,
+            })?;
+        let fraction = config.fraction;
+        Ok(Self {
+            threshold: (fraction * u64::MAX as f64) as u64,
+            always: fraction >= 1.0,
+            copy: config.copy,
+            tx: Some(tx),
+            target,
+            lanes: ThreadLocal::new(),
+            tally,
+            worker: Some(worker),
+        })
+    }
+
+    /// Maybe mirrors one live call. Never blocks.
+    #[inline]
+    pub(crate) fn offer(&self, input: &M::Input, live: &M::Output) {
+        if !self.always && next_random() >= self.threshold {
+            return;
+        }
+        let generation = match &*self.target.load() {
+            Some(candidate) => candidate.generation,
+            None => return,
+        };
+        let Some(tx) = &self.tx else { return };
+        let (input, live) = (self.copy)(input, live);
+        let lane = self.lanes.get_or_default();
+        match tx.try_send(Job {
+            generation,
+            input,
+            live,
+        }) {
+            Ok(()) => bump(&lane.mirrored),
+            Err(TrySendError::Full(_)) => bump(&lane.dropped),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn request_side(&self) -> (u64, u64) {
+        self.lanes.iter().fold((0, 0), |(m, d), l| {
+            (
+                m + l.mirrored.load(Ordering::Acquire),
+                d + l.dropped.load(Ordering::Acquire),
+            )
+        })
+    }
+
+    /// Starts shadowing `candidate` (or stops, with `None`), resetting the results.
+    pub(crate) fn target(&self, candidate: Option<&Arc<Slot<M>>>) {
+        let current = self.target.load().as_ref().map(|s| s.generation);
+        if current == candidate.map(|c| c.generation) {
+            return;
+        }
+        self.target.store(candidate.cloned());
+        if let Some(c) = candidate {
+            let (base_mirrored, base_dropped) = self.request_side();
+            *self.tally.lock() = Some(Tally {
+                generation: c.generation,
+                version: c.version.to_string(),
+                base_mirrored,
+                base_dropped,
+                compared: 0,
+                agreed: 0,
+                errors: 0,
+                sum_abs_diff: 0.0,
+                latency: Arc::new(SlotStats::default()),
+            });
+        }
+    }
+
+    /// Whether `slot` is the current shadow target (holding a reference to it).
+    pub(crate) fn holds(&self, slot: &Arc<Slot<M>>) -> bool {
+        self.target
+            .load()
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    /// Results for the candidate last shadowed.
+    pub(crate) fn status(&self) -> Option<ShadowStatus> {
+        let (mirrored, dropped) = self.request_side();
+        let guard = self.tally.lock();
+        let t = guard.as_ref()?;
+        let latency = t.latency.latency();
+        Some(ShadowStatus {
+            version: t.version.clone(),
+            mirrored: mirrored - t.base_mirrored,
+            dropped: dropped - t.base_dropped,
+            compared: t.compared,
+            errors: t.errors,
+            agreement: if t.compared == 0 {
+                1.0
+            } else {
+                t.agreed as f64 / t.compared as f64
+            },
+            mean_abs_diff: if t.compared == 0 {
+                0.0
+            } else {
+                t.sum_abs_diff / t.compared as f64
+            },
+            p50: latency.quantile(0.5),
+            p99: latency.quantile(0.99),
+        })
+    }
+
+    /// Stops the worker (used when the deployment shuts down).
+    pub(crate) fn shutdown(&mut self) {
+        self.target.store(None);
+        drop(self.tx.take());
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl<M: Model> Drop for ShadowRuntime<M> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Gate: the candidate must have agreed with the live model on at least `min_agreement`
+/// of at least `min_compared` mirrored requests, with no errors beyond `max_error_rate`.
+///
+/// Needs [`Builder::shadow`](crate::Builder::shadow); stage the candidate, let traffic
+/// flow, then [`swap`](crate::BlueGreen::swap).
+#[derive(Debug, Clone)]
+pub struct ShadowGate {
+    min_agreement: f64,
+    min_compared: u64,
+    max_error_rate: f64,
+}
+
+impl ShadowGate {
+    /// Agreement ≥ `min_agreement` over ≥ `min_compared` mirrored requests, no errors.
+    pub fn new(min_agreement: f64, min_compared: u64) -> Self {
+        Self {
+            min_agreement,
+            min_compared,
+            max_error_rate: 0.0,
+        }
+    }
+
+    /// Tolerate this share of candidate errors on mirrored requests (default 0).
+    pub fn max_error_rate(mut self, rate: f64) -> Self {
+        self.max_error_rate = rate;
+        self
+    }
+}
+
+impl<M: Model> Validator<M> for ShadowGate {
+    fn name(&self) -> &str {
+        "shadow"
+    }
+
+    fn validate(&self, cx: &Context<M>) -> Verdict {
+        let Some(s) = cx.shadow() else {
+            return Verdict::fail(
+                "no shadow traffic reached this candidate (is shadowing configured?)",
+            );
+        };
+        if s.compared < self.min_compared {
+            return Verdict::fail(format!(
+                "only {} mirrored requests compared ({} mirrored, {} dropped); {} needed",
+                s.compared, s.mirrored, s.dropped, self.min_compared
+            ));
+        }
+        let error_rate = s.errors as f64 / (s.compared + s.errors) as f64;
+        if error_rate > self.max_error_rate {
+            return Verdict::fail(format!(
+                "candidate failed on {} of {} mirrored requests",
+                s.errors,
+                s.compared + s.errors
+            ));
+        }
+        Verdict::measure(s.agreement, Bound::AtLeast(self.min_agreement)).with_detail(format!(
+            "agreed with live on {:.2}% of {} mirrored requests, mean abs diff {:.3e}",
+            s.agreement * 100.0,
+            s.compared,
+            s.mean_abs_diff
+        ))
+    }
+}
