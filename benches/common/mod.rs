@@ -1,0 +1,956 @@
+//! Shared in-process harness for the benches (`benches/*.rs`) and `examples/quickbench.rs`.
+//!
+//! Holds the models the measurements use, the read paths bluegreen is compared against,
+//! a multi-threaded runner (readers released together by a barrier, an optional writer
+//! replacing the model on a fixed schedule), the admin-operation timers, the memory
+//! cycle driver and small statistics helpers. Keeping one copy here means the criterion
+//! benches and the quick mode measure exactly the same thing.
+//!
+//! Included by the benches as `mod common;` and by the example through
+//! `#[path = "../benches/common/mod.rs"] mod common;`.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bluegreen::{BlueGreen, Model};
+use crossbeam_utils::CachePadded;
+
+// ---------------------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------------------
+
+/// The cheapest possible model: `x + 1`, kept out of line so every read path pays for one
+/// real call and nothing is folded away. `tag` only tells versions apart.
+pub struct Trivial {
+    pub tag: u64,
+}
+
+impl Model for Trivial {
+    type Input = u64;
+    type Output = u64;
+    type Error = Infallible;
+
+    #[inline(never)]
+    fn predict(&self, x: &u64) -> Result<u64, Infallible> {
+        Ok(x.wrapping_add(1))
+    }
+}
+
+fn call(m: &Trivial, x: u64) -> u64 {
+    let Ok(y) = m.predict(&x);
+    y
+}
+
+/// Counts live [`Weights`] models through their constructor and `Drop`.
+#[derive(Default)]
+pub struct Census {
+    alive: AtomicUsize,
+    max_alive: AtomicUsize,
+    created: AtomicUsize,
+}
+
+impl Census {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn alive(&self) -> usize {
+        self.alive.load(Ordering::SeqCst)
+    }
+    pub fn max_alive(&self) -> usize {
+        self.max_alive.load(Ordering::SeqCst)
+    }
+    pub fn created(&self) -> usize {
+        self.created.load(Ordering::SeqCst)
+    }
+}
+
+/// Size of one [`Weights`] model's resident allocation.
+pub const WEIGHTS_BYTES: usize = 1 << 20;
+
+/// A model holding a real, touched 1 MiB allocation (so it is resident, not just reserved).
+pub struct Weights {
+    data: Vec<f32>,
+    census: Arc<Census>,
+}
+
+impl Weights {
+    pub fn new(census: &Arc<Census>, tag: u64) -> Self {
+        let n = WEIGHTS_BYTES / std::mem::size_of::<f32>();
+        // Non-zero contents: a zeroed allocation could stay untouched (not resident).
+        let data = (0..n).map(|i| (i as u64 ^ tag) as f32 + 1.0).collect();
+        let alive = census.alive.fetch_add(1, Ordering::SeqCst) + 1;
+        census.max_alive.fetch_max(alive, Ordering::SeqCst);
+        census.created.fetch_add(1, Ordering::SeqCst);
+        Self {
+            data,
+            census: Arc::clone(census),
+        }
+    }
+}
+
+impl Drop for Weights {
+    fn drop(&mut self) {
+        self.census.alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Model for Weights {
+    type Input = u64;
+    type Output = f32;
+    type Error = Infallible;
+
+    fn predict(&self, x: &u64) -> Result<f32, Infallible> {
+        Ok(self.data[(*x as usize) % self.data.len()])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Read paths
+// ---------------------------------------------------------------------------------------
+
+/// One way of reaching the current model from a request thread, plus how a writer
+/// replaces that model.
+pub trait ReadPath: Sync {
+    /// One request: find the current model and call it.
+    fn call(&self, x: u64) -> u64;
+    /// Replace the current model with a new one (writer side).
+    fn replace(&self);
+}
+
+/// The limit: the model called directly, nothing shared.
+pub struct Direct(Trivial);
+
+impl ReadPath for Direct {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        call(&self.0, x)
+    }
+    fn replace(&self) {}
+}
+
+/// `ArcSwap<M>` read with `load()`: a debt-slot guard, no refcount write.
+pub struct ArcSwapLoad {
+    cell: ArcSwap<Trivial>,
+    seq: AtomicU64,
+}
+
+impl ReadPath for ArcSwapLoad {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        call(&self.cell.load(), x)
+    }
+    fn replace(&self) {
+        let tag = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.cell.store(Arc::new(Trivial { tag }));
+    }
+}
+
+/// `ArcSwap<M>` read with `load_full()`: a shared refcount increment and decrement.
+pub struct ArcSwapLoadFull {
+    cell: ArcSwap<Trivial>,
+    seq: AtomicU64,
+}
+
+impl ReadPath for ArcSwapLoadFull {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        call(&self.cell.load_full(), x)
+    }
+    fn replace(&self) {
+        let tag = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.cell.store(Arc::new(Trivial { tag }));
+    }
+}
+
+/// std `RwLock<Arc<M>>`, the model called under the read lock (its cheapest form: no
+/// refcount traffic, only the lock's reader count).
+pub struct StdRwLock {
+    cell: std::sync::RwLock<Arc<Trivial>>,
+    seq: AtomicU64,
+}
+
+impl ReadPath for StdRwLock {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        call(&self.cell.read().unwrap(), x)
+    }
+    fn replace(&self) {
+        let tag = self.seq.fetch_add(1, Ordering::Relaxed);
+        let new = Arc::new(Trivial { tag });
+        let old = std::mem::replace(&mut *self.cell.write().unwrap(), new);
+        drop(old); // outside the lock
+    }
+}
+
+/// parking_lot `RwLock<Arc<M>>`, the model called under the read lock.
+pub struct ParkingLotRwLock {
+    cell: parking_lot::RwLock<Arc<Trivial>>,
+    seq: AtomicU64,
+}
+
+impl ReadPath for ParkingLotRwLock {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        call(&self.cell.read(), x)
+    }
+    fn replace(&self) {
+        let tag = self.seq.fetch_add(1, Ordering::Relaxed);
+        let new = Arc::new(Trivial { tag });
+        let old = std::mem::replace(&mut *self.cell.write(), new);
+        drop(old);
+    }
+}
+
+/// std `Mutex<Arc<M>>`: lock, clone the `Arc`, unlock, call (the usual hand-rolled form).
+pub struct StdMutexClone {
+    cell: std::sync::Mutex<Arc<Trivial>>,
+    seq: AtomicU64,
+}
+
+impl ReadPath for StdMutexClone {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        let m = Arc::clone(&self.cell.lock().unwrap());
+        call(&m, x)
+    }
+    fn replace(&self) {
+        let tag = self.seq.fetch_add(1, Ordering::Relaxed);
+        let new = Arc::new(Trivial { tag });
+        let old = std::mem::replace(&mut *self.cell.lock().unwrap(), new);
+        drop(old);
+    }
+}
+
+/// `BlueGreen::predict`. The writer runs a full admin cycle, `stage` + `swap` (no gates, no
+/// warm-up): staging retires the previous standby (drain check, then a hand-off to the
+/// retirer thread that drops it, waiting for its acknowledgement), swap flips the pointer.
+/// Readers see one pointer replacement per cycle, like with the raw paths' single `store`.
+/// But when both cores are busy with readers, each hand-off waits for the retirer thread
+/// and then the writer to be scheduled again (about a scheduler tick), so this writer
+/// manages one cycle every few milliseconds rather than every 100 µs: fewer flips than the
+/// raw paths' writers. Quickbench prints the achieved interval (`writer_interval_*`).
+pub struct BlueGreenPredict {
+    bg: BlueGreen<Trivial>,
+    seq: AtomicU64,
+}
+
+impl ReadPath for BlueGreenPredict {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        let Ok(y) = self.bg.predict(&x);
+        y
+    }
+    fn replace(&self) {
+        let tag = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.bg
+            .stage(format!("v{tag}"), Trivial { tag })
+            .expect("stage");
+        self.bg.swap().expect("swap");
+    }
+}
+
+/// `ArcSwap::load()` plus a shared in-flight counter (`fetch_add` on entry, `fetch_sub` on
+/// exit): the design bluegreen's per-thread stat lanes avoid. Not a real alternative,
+/// a yardstick for what one shared read-modify-write costs on this machine.
+pub struct ArcSwapSharedCounter {
+    cell: ArcSwap<Trivial>,
+    in_flight: CachePadded<AtomicU64>,
+    seq: AtomicU64,
+}
+
+impl ReadPath for ArcSwapSharedCounter {
+    #[inline]
+    fn call(&self, x: u64) -> u64 {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let y = call(&self.cell.load(), x);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        y
+    }
+    fn replace(&self) {
+        let tag = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.cell.store(Arc::new(Trivial { tag }));
+    }
+}
+
+/// Which read path to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    Direct,
+    ArcSwapLoad,
+    ArcSwapLoadFull,
+    StdRwLock,
+    ParkingLotRwLock,
+    StdMutexClone,
+    ArcSwapSharedCounter,
+    BlueGreen,
+}
+
+impl PathKind {
+    pub const ALL: [PathKind; 8] = [
+        PathKind::Direct,
+        PathKind::ArcSwapLoad,
+        PathKind::ArcSwapLoadFull,
+        PathKind::StdRwLock,
+        PathKind::ParkingLotRwLock,
+        PathKind::StdMutexClone,
+        PathKind::ArcSwapSharedCounter,
+        PathKind::BlueGreen,
+    ];
+
+    /// Short identifier used in bench ids and quickbench lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::ArcSwapLoad => "arcswap",
+            PathKind::ArcSwapLoadFull => "arcswap_full",
+            PathKind::StdRwLock => "rwlock",
+            PathKind::ParkingLotRwLock => "pl_rwlock",
+            PathKind::StdMutexClone => "mutex_clone",
+            PathKind::ArcSwapSharedCounter => "arcswap_counter",
+            PathKind::BlueGreen => "bluegreen",
+        }
+    }
+
+    /// A direct call has nothing to replace, so it has no writer variant.
+    pub fn supports_writer(self) -> bool {
+        self != PathKind::Direct
+    }
+
+    pub fn build(self) -> AnyPath {
+        let first = || Arc::new(Trivial { tag: 0 });
+        let seq = || AtomicU64::new(1);
+        match self {
+            PathKind::Direct => AnyPath::Direct(Direct(Trivial { tag: 0 })),
+            PathKind::ArcSwapLoad => AnyPath::ArcSwapLoad(ArcSwapLoad {
+                cell: ArcSwap::new(first()),
+                seq: seq(),
+            }),
+            PathKind::ArcSwapLoadFull => AnyPath::ArcSwapLoadFull(ArcSwapLoadFull {
+                cell: ArcSwap::new(first()),
+                seq: seq(),
+            }),
+            PathKind::StdRwLock => AnyPath::StdRwLock(StdRwLock {
+                cell: std::sync::RwLock::new(first()),
+                seq: seq(),
+            }),
+            PathKind::ParkingLotRwLock => AnyPath::ParkingLotRwLock(ParkingLotRwLock {
+                cell: parking_lot::RwLock::new(first()),
+                seq: seq(),
+            }),
+            PathKind::StdMutexClone => AnyPath::StdMutexClone(StdMutexClone {
+                cell: std::sync::Mutex::new(first()),
+                seq: seq(),
+            }),
+            PathKind::ArcSwapSharedCounter => AnyPath::ArcSwapSharedCounter(ArcSwapSharedCounter {
+                cell: ArcSwap::new(first()),
+                in_flight: Default::default(),
+                seq: seq(),
+            }),
+            PathKind::BlueGreen => AnyPath::BlueGreen(BlueGreenPredict {
+                bg: BlueGreen::new("v0", Trivial { tag: 0 }).expect("deployment"),
+                seq: seq(),
+            }),
+        }
+    }
+}
+
+/// A built read path. An enum rather than `dyn ReadPath` so each reader loop is
+/// monomorphized: the path under test is inlined, only the model call stays out of line.
+pub enum AnyPath {
+    Direct(Direct),
+    ArcSwapLoad(ArcSwapLoad),
+    ArcSwapLoadFull(ArcSwapLoadFull),
+    StdRwLock(StdRwLock),
+    ParkingLotRwLock(ParkingLotRwLock),
+    StdMutexClone(StdMutexClone),
+    ArcSwapSharedCounter(ArcSwapSharedCounter),
+    BlueGreen(BlueGreenPredict),
+}
+
+impl AnyPath {
+    /// Runs `load` with `iters` calls per reader; see [`run_concurrent`].
+    pub fn run(&self, load: Load, iters: u64) -> RunResult {
+        let chunk_calls = iters.clamp(1, DEFAULT_CHUNK_CALLS);
+        self.run_chunks(load, iters.div_ceil(chunk_calls) as usize, chunk_calls)
+    }
+
+    /// Time charged for `iters` calls per reader under `load`, for criterion's
+    /// `iter_custom`: the median ns/call over concurrent chunks (see
+    /// [`Chunk::concurrent`]), scaled to `iters`. Reruns (a bounded number of times) while
+    /// no chunk was concurrent, so a sample taken while another process held a core is not
+    /// silently an uncontended one; falls back to all chunks if that never succeeds.
+    pub fn charged(&self, load: Load, iters: u64) -> Duration {
+        let mut all = Vec::new();
+        for _ in 0..MAX_ATTEMPTS {
+            let r = self.run(load, iters);
+            let good: Vec<f64> = r
+                .chunks
+                .iter()
+                .filter(|c| c.concurrent())
+                .map(|c| c.ns_per_call)
+                .collect();
+            if !good.is_empty() {
+                return per_call_to_total(median(&good), iters);
+            }
+            all.extend(r.chunks.iter().map(|c| c.ns_per_call));
+        }
+        per_call_to_total(median(&all), iters)
+    }
+
+    /// Runs `load` in `chunks` chunks of `chunk_calls` calls per reader; see [`run_chunks`].
+    pub fn run_chunks(&self, load: Load, chunks: usize, chunk_calls: u64) -> RunResult {
+        match self {
+            AnyPath::Direct(p) => run_chunks(p, load, chunks, chunk_calls),
+            AnyPath::ArcSwapLoad(p) => run_chunks(p, load, chunks, chunk_calls),
+            AnyPath::ArcSwapLoadFull(p) => run_chunks(p, load, chunks, chunk_calls),
+            AnyPath::StdRwLock(p) => run_chunks(p, load, chunks, chunk_calls),
+            AnyPath::ParkingLotRwLock(p) => run_chunks(p, load, chunks, chunk_calls),
+            AnyPath::StdMutexClone(p) => run_chunks(p, load, chunks, chunk_calls),
+            AnyPath::ArcSwapSharedCounter(p) => run_chunks(p, load, chunks, chunk_calls),
+            AnyPath::BlueGreen(p) => run_chunks(p, load, chunks, chunk_calls),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Concurrent runner
+// ---------------------------------------------------------------------------------------
+
+/// The period the writer aims for ("a new model every 100 µs").
+pub const WRITER_PERIOD: Duration = Duration::from_micros(100);
+
+/// Calls per timed chunk when the caller does not choose (criterion's `iters`).
+pub const DEFAULT_CHUNK_CALLS: u64 = 50_000;
+
+/// Runs [`AnyPath::charged`] makes at most while waiting for a concurrent chunk.
+pub const MAX_ATTEMPTS: usize = 10;
+
+fn per_call_to_total(ns: f64, iters: u64) -> Duration {
+    Duration::from_secs_f64(ns.max(0.0) * iters as f64 * 1e-9)
+}
+
+/// A chunk counts only if every reader was on a CPU for at least this share of its wall
+/// time in it...
+pub const MIN_CPU_SHARE: f64 = 0.85;
+/// ...and the readers' timed windows coincided for at least this share of the longest...
+pub const MIN_OVERLAP: f64 = 0.8;
+/// ...and no reader saw the others stand still for more than this share of its progress
+/// checks in a row (catches a virtual CPU taken away by the hypervisor, which the guest's
+/// scheduler statistics do not show; 32 checks per chunk, so up to 3 in a row pass).
+pub const MAX_STALL: f64 = 0.1;
+
+/// How many readers run, and whether a writer replaces the model meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Load {
+    pub readers: usize,
+    pub writer: Option<Duration>,
+}
+
+impl Load {
+    pub const ONE: Load = Load {
+        readers: 1,
+        writer: None,
+    };
+    pub const TWO: Load = Load {
+        readers: 2,
+        writer: None,
+    };
+    pub const ONE_WRITER: Load = Load {
+        readers: 1,
+        writer: Some(WRITER_PERIOD),
+    };
+    pub const TWO_WRITER: Load = Load {
+        readers: 2,
+        writer: Some(WRITER_PERIOD),
+    };
+    pub const ALL: [Load; 4] = [Load::ONE, Load::TWO, Load::ONE_WRITER, Load::TWO_WRITER];
+
+    /// `1t`, `2t`, `1t_writer`, `2t_writer`.
+    pub fn label(self) -> String {
+        match self.writer {
+            None => format!("{}t", self.readers),
+            Some(_) => format!("{}t_writer", self.readers),
+        }
+    }
+}
+
+/// One timed chunk: every reader made `calls` calls, starting together.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    /// Mean over readers of ns per call, charged as wall time minus time spent preempted
+    /// (plain wall time where the kernel does not report it).
+    pub ns_per_call: f64,
+    /// Mean over readers of ns per call in wall time.
+    pub wall_ns_per_call: f64,
+    /// Lowest reader share of its wall time not spent preempted, in this chunk.
+    pub cpu_share: Option<f64>,
+    /// Time all readers were inside the chunk at once, over the longest reader's time.
+    pub overlap: f64,
+    /// Longest run of consecutive in-chunk progress checks at which some reader saw the
+    /// others not advance, as a share of its checks (0.0 with one reader).
+    pub stall: f64,
+}
+
+/// One reader's record of one chunk.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    started: Instant,
+    ended: Instant,
+    /// Time spent preempted during the chunk, where the kernel reports it.
+    delay: Option<u64>,
+    /// Longest run of checks without the others advancing, over the number of checks.
+    stall: f64,
+}
+
+impl Chunk {
+    /// Whether the readers really ran at the same time, each on its own CPU, for (nearly)
+    /// the whole chunk. On a shared 2-core machine another process often takes one core;
+    /// then "2 readers" would silently mean "2 readers time-sliced on 1 core" (no
+    /// contention at all), so such chunks are set aside, not averaged in.
+    pub fn concurrent(&self) -> bool {
+        self.overlap >= MIN_OVERLAP
+            && self.stall <= MAX_STALL
+            && self.cpu_share.is_none_or(|s| s >= MIN_CPU_SHARE)
+    }
+}
+
+/// What one concurrent run measured.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub chunks: Vec<Chunk>,
+    /// Calls per reader per chunk.
+    pub chunk_calls: u64,
+    /// Model replacements the writer made while readers ran.
+    pub writes: u64,
+    /// Wall time of the writer's loop (0 without a writer).
+    pub writer_wall: Duration,
+}
+
+impl RunResult {
+    /// The chunks that count: the concurrent ones, or all of them if none was.
+    pub fn counted(&self) -> Vec<&Chunk> {
+        let good: Vec<&Chunk> = self.chunks.iter().filter(|c| c.concurrent()).collect();
+        if good.is_empty() {
+            self.chunks.iter().collect()
+        } else {
+            good
+        }
+    }
+    /// Share of chunks in which the readers really ran concurrently.
+    pub fn concurrent_share(&self) -> f64 {
+        let good = self.chunks.iter().filter(|c| c.concurrent()).count();
+        good as f64 / self.chunks.len().max(1) as f64
+    }
+    /// ns per call per reader thread: median over the counted chunks.
+    pub fn ns_per_call(&self) -> f64 {
+        let xs: Vec<f64> = self.counted().iter().map(|c| c.ns_per_call).collect();
+        median(&xs)
+    }
+    /// Per-call ns of every counted chunk (to pool across runs).
+    pub fn counted_ns(&self) -> Vec<f64> {
+        self.counted().iter().map(|c| c.ns_per_call).collect()
+    }
+    /// Achieved mean interval between writes, if a writer ran.
+    pub fn writer_interval(&self) -> Option<Duration> {
+        (self.writes > 0).then(|| self.writer_wall / self.writes as u32)
+    }
+}
+
+/// Nanoseconds the calling thread has spent runnable but waiting for a CPU (preempted by
+/// another thread or process), from Linux schedstat (`run_delay`), if available.
+///
+/// Exact at any moment the thread itself is running: the kernel adds each wait when the
+/// thread gets a CPU back. (Its on-CPU figure, by contrast, is only refreshed at ticks.)
+/// Time the hypervisor steals is invisible here, as everywhere in the guest.
+pub fn thread_run_delay_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Readers meet here before every chunk. Spins (the point is to start together), yielding
+/// now and then in case the reader being waited for shares this CPU.
+struct SpinBarrier {
+    arrived: AtomicUsize,
+    parties: usize,
+}
+
+impl SpinBarrier {
+    fn wait(&self, round: usize) {
+        let target = self.parties * (round + 1);
+        self.arrived.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
+        while self.arrived.load(Ordering::Acquire) < target {
+            spins += 1;
+            if spins.is_multiple_of(1024) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Runs `load.readers` threads that each call `path` `chunks × chunk_calls` times, in
+/// chunks all readers start together (spin barrier), while an optional writer thread
+/// replaces the model on a fixed schedule (deadline-based, so timer slack does not stretch
+/// the average period). Each reader times each chunk in wall time and notes how long it
+/// was preempted meanwhile ([`thread_run_delay_ns`]); thread start-up
+/// and barriers are outside the timed regions. See [`Chunk::concurrent`] for which chunks
+/// count.
+pub fn run_chunks<P: ReadPath>(path: &P, load: Load, chunks: usize, chunk_calls: u64) -> RunResult {
+    let start = Barrier::new(load.readers + usize::from(load.writer.is_some()));
+    let meet = SpinBarrier {
+        arrived: AtomicUsize::new(0),
+        parties: load.readers,
+    };
+    let stop = AtomicBool::new(false);
+    // Each reader bumps its own progress counter every `block` calls and, at the same
+    // points, checks whether the others' counters moved since its last check: proof that
+    // they were really running meanwhile, which the guest kernel cannot give when the
+    // hypervisor takes a virtual CPU away. One cross-core read per block: negligible.
+    let progress: Vec<CachePadded<AtomicU64>> =
+        (0..load.readers).map(|_| Default::default()).collect();
+    let block = (chunk_calls / 32).max(64);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..load.readers)
+            .map(|me| {
+                let (start, meet, progress) = (&start, &meet, &progress);
+                s.spawn(move || {
+                    let others = || -> u64 {
+                        let all = progress.iter().enumerate().filter(|(i, _)| *i != me);
+                        all.map(|(_, p)| p.load(Ordering::Relaxed)).sum()
+                    };
+                    start.wait();
+                    let mut spans: Vec<Span> = Vec::with_capacity(chunks);
+                    let mut acc = 0u64;
+                    for round in 0..chunks {
+                        meet.wait(round);
+                        let delay_before = thread_run_delay_ns();
+                        let (mut checks, mut stall, mut longest) = (0u32, 0u32, 0u32);
+                        let mut seen = others();
+                        let started = Instant::now();
+                        let mut i = 0;
+                        while i < chunk_calls {
+                            let end = (i + block).min(chunk_calls);
+                            for j in i..end {
+                                acc = acc.wrapping_add(path.call(black_box(j)));
+                            }
+                            i = end;
+                            let mine = &progress[me];
+                            mine.store(mine.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                            let now = others();
+                            checks += 1;
+                            stall = if now == seen { stall + 1 } else { 0 };
+                            longest = longest.max(stall);
+                            seen = now;
+                        }
+                        let ended = Instant::now();
+                        let delay = thread_run_delay_ns().zip(delay_before).map(|(a, b)| a - b);
+                        spans.push(Span {
+                            started,
+                            ended,
+                            delay,
+                            stall: if load.readers > 1 {
+                                f64::from(longest) / f64::from(checks.max(1))
+                            } else {
+                                0.0
+                            },
+                        });
+                    }
+                    black_box(acc);
+                    spans
+                })
+            })
+            .collect();
+        let writer = load.writer.map(|period| {
+            let (start, stop) = (&start, &stop);
+            s.spawn(move || {
+                start.wait();
+                let started = Instant::now();
+                let mut next = started + period;
+                let mut writes = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else if now - next > period * 10 {
+                        next = now; // far behind (descheduled): don't burst to catch up
+                    }
+                    next += period;
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    path.replace();
+                    writes += 1;
+                }
+                (writes, started.elapsed())
+            })
+        });
+        let spans: Vec<Vec<Span>> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+        stop.store(true, Ordering::Release);
+        let (writes, writer_wall) = writer.map_or((0, Duration::ZERO), |h| h.join().unwrap());
+        let per_call = |d: Duration| d.as_nanos() as f64 / chunk_calls.max(1) as f64;
+        let chunks = (0..chunks)
+            .map(|k| {
+                let row: Vec<Span> = spans.iter().map(|r| r[k]).collect();
+                let n = row.len() as f64;
+                let walls: Vec<Duration> = row.iter().map(|r| r.ended - r.started).collect();
+                let longest = walls.iter().copied().max().unwrap_or_default();
+                let last_start = row.iter().map(|r| r.started).max();
+                let first_end = row.iter().map(|r| r.ended).min();
+                let common = match (last_start, first_end) {
+                    (Some(a), Some(b)) if b > a => b - a,
+                    _ => Duration::ZERO,
+                };
+                let wall_ns = walls.iter().map(|w| per_call(*w)).sum::<f64>() / n;
+                // Charged time: wall minus time spent preempted (still counts time blocked
+                // in a lock, which is the lock's cost).
+                let charged: Option<Vec<f64>> = row
+                    .iter()
+                    .zip(&walls)
+                    .map(|(r, w)| r.delay.map(|d| (w.as_nanos() as f64 - d as f64).max(0.0)))
+                    .collect();
+                let (ns, share) = match &charged {
+                    Some(c) => {
+                        let ns = c.iter().sum::<f64>() / n / chunk_calls.max(1) as f64;
+                        let share = c
+                            .iter()
+                            .zip(&walls)
+                            .map(|(c, w)| c / (w.as_nanos() as f64).max(1.0))
+                            .fold(f64::INFINITY, f64::min);
+                        (ns, Some(share))
+                    }
+                    None => (wall_ns, None),
+                };
+                let stall = row.iter().map(|r| r.stall).fold(0.0, f64::max);
+                Chunk {
+                    ns_per_call: ns,
+                    wall_ns_per_call: wall_ns,
+                    cpu_share: share,
+                    overlap: common.as_secs_f64() / longest.as_secs_f64().max(1e-12),
+                    stall,
+                }
+            })
+            .collect();
+        RunResult {
+            chunks,
+            chunk_calls,
+            writes,
+            writer_wall,
+        }
+    })
+}
+
+/// [`run_chunks`] with `iters` calls per reader in chunks of [`DEFAULT_CHUNK_CALLS`].
+pub fn run_concurrent<P: ReadPath>(path: &P, load: Load, iters: u64) -> RunResult {
+    let chunk_calls = iters.clamp(1, DEFAULT_CHUNK_CALLS);
+    let chunks = iters.div_ceil(chunk_calls) as usize;
+    run_chunks(path, load, chunks, chunk_calls)
+}
+
+/// Picks calls per chunk so that one chunk of `path` under `load` takes about `target`.
+pub fn calibrate(path: &AnyPath, load: Load, target: Duration) -> u64 {
+    let mut calls = 10_000u64;
+    loop {
+        let r = path.run_chunks(load, 1, calls);
+        let wall = r.chunks[0].wall_ns_per_call * calls as f64;
+        if wall >= nanos(target) / 8.0 || calls >= 1 << 32 {
+            let per_call = r.chunks[0].wall_ns_per_call.max(1e-3);
+            return ((nanos(target) / per_call) as u64).clamp(1_000, 1 << 34);
+        }
+        calls *= 8;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Admin operations
+// ---------------------------------------------------------------------------------------
+
+/// A deployment of [`Trivial`] with no gates and no warm-up: `swap` is the flip plus
+/// bookkeeping, nothing spawned.
+pub fn trivial_deployment() -> BlueGreen<Trivial> {
+    BlueGreen::new("v0", Trivial { tag: 0 }).expect("deployment")
+}
+
+/// Times of one stage + swap + rollback cycle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleTimes {
+    /// `stage()` wall time (retires the previous standby first).
+    pub stage: Duration,
+    /// `StageReport::drain_wait`: the part of `stage` spent waiting for the old standby's
+    /// in-flight calls (the rest is mostly the hand-off to the retirer thread).
+    pub stage_drain: Duration,
+    /// `swap()` wall time, measured by the caller.
+    pub swap: Duration,
+    /// `SwapReport::flip`: the pointer store alone, measured inside bluegreen.
+    pub swap_flip: Duration,
+    /// `rollback()` wall time.
+    pub rollback: Duration,
+    /// `RollbackReport::flip`.
+    pub rollback_flip: Duration,
+}
+
+/// Picks one part of a [`CycleTimes`].
+pub type Pick = fn(&CycleTimes) -> Duration;
+
+/// The parts of a cycle that are reported: name, whether it needs the rollback step, pick.
+pub const CYCLE_PARTS: [(&str, bool, Pick); 6] = [
+    ("stage", false, |t| t.stage),
+    ("stage_drain_wait", false, |t| t.stage_drain),
+    ("swap_total", false, |t| t.swap),
+    ("swap_flip", false, |t| t.swap_flip),
+    ("rollback_total", true, |t| t.rollback),
+    ("rollback_flip", true, |t| t.rollback_flip),
+];
+
+/// Stages `v{seq}`, swaps to it, and (if `rollback`) rolls back, timing each step.
+/// `seq` must be new for this deployment.
+pub fn admin_cycle(bg: &BlueGreen<Trivial>, seq: u64, rollback: bool) -> CycleTimes {
+    let mut t = CycleTimes::default();
+    let started = Instant::now();
+    let report = bg
+        .stage(format!("v{seq}"), Trivial { tag: seq })
+        .expect("stage");
+    t.stage = started.elapsed();
+    t.stage_drain = report.drain_wait;
+    let started = Instant::now();
+    let report = bg.swap().expect("swap");
+    t.swap = started.elapsed();
+    t.swap_flip = report.flip;
+    if rollback {
+        let started = Instant::now();
+        let report = bg.rollback().expect("rollback");
+        t.rollback = started.elapsed();
+        t.rollback_flip = report.flip;
+    }
+    t
+}
+
+/// Runs `f` while `readers` threads call `bg.predict` in a tight loop.
+pub fn with_busy_readers<M, R>(
+    bg: &BlueGreen<M>,
+    readers: usize,
+    input: &M::Input,
+    f: impl FnOnce() -> R,
+) -> R
+where
+    M: Model,
+{
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..readers {
+            let stop = &stop;
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..64 {
+                        let _ = black_box(bg.predict(black_box(input)));
+                    }
+                }
+            });
+        }
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        r
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------
+
+/// Resident set size of this process, from `/proc/self/status` (`VmRSS`).
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// How a candidate is handed to the deployment in [`memory_cycles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staging {
+    /// `stage_with`: loaded only after the old standby is dropped (at most 2 alive).
+    StageWith,
+    /// `stage`: the candidate exists before the old standby is retired (3 for a moment).
+    Stage,
+}
+
+/// What [`memory_cycles`] observed.
+#[derive(Debug, Clone)]
+pub struct MemoryRun {
+    /// `(cycles done, RSS in bytes)` at each checkpoint.
+    pub rss: Vec<(usize, u64)>,
+    pub max_alive: usize,
+    pub alive_at_end: usize,
+    pub created: usize,
+    pub elapsed: Duration,
+}
+
+impl MemoryRun {
+    pub fn rss_at(&self, cycles: usize) -> Option<u64> {
+        self.rss.iter().find(|(c, _)| *c == cycles).map(|(_, b)| *b)
+    }
+}
+
+/// Runs stage + swap cycles of 1 MiB [`Weights`] models (with `readers` threads calling
+/// `predict` throughout) and records RSS after each checkpoint's number of cycles.
+pub fn memory_cycles(checkpoints: &[usize], staging: Staging, readers: usize) -> MemoryRun {
+    let census = Census::new();
+    let started = Instant::now();
+    let bg = BlueGreen::new("v0", Weights::new(&census, 0)).expect("deployment");
+    let last = checkpoints.iter().copied().max().unwrap_or(0);
+    let mut rss = Vec::new();
+    with_busy_readers(&bg, readers, &7, || {
+        for cycle in 1..=last {
+            let version = format!("v{cycle}");
+            match staging {
+                Staging::StageWith => bg.stage_with(version, || {
+                    Ok::<_, Infallible>(Weights::new(&census, cycle as u64))
+                }),
+                Staging::Stage => bg.stage(version, Weights::new(&census, cycle as u64)),
+            }
+            .expect("stage");
+            bg.swap().expect("swap");
+            if checkpoints.contains(&cycle) {
+                rss.push((cycle, rss_bytes().unwrap_or(0)));
+            }
+        }
+    });
+    drop(bg);
+    MemoryRun {
+        rss,
+        max_alive: census.max_alive(),
+        alive_at_end: census.alive(),
+        created: census.created(),
+        elapsed: started.elapsed(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics
+// ---------------------------------------------------------------------------------------
+
+/// Median of `xs` (NaN if empty).
+pub fn median(xs: &[f64]) -> f64 {
+    percentile(xs, 50.0)
+}
+
+/// Nearest-rank percentile `p` (0..=100) of `xs` (NaN if empty).
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+pub fn nanos(d: Duration) -> f64 {
+    d.as_nanos() as f64
+}
