@@ -20,6 +20,10 @@ pub enum Behavior {
     Panicking,
     /// Sleeps this long, then answers.
     Slow(Duration),
+    /// Answers the first `n` calls, then returns errors.
+    FailingAfter(u64),
+    /// Answers the first `n` calls quickly, then sleeps this long per call.
+    SlowAfter(u64, Duration),
 }
 
 /// The error a [`Tracked`] model returns.
@@ -60,6 +64,7 @@ impl Tracker {
             behavior,
             good: true,
             in_flight: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             warmed: AtomicBool::new(false),
             tracker: Arc::clone(self),
         }
@@ -94,6 +99,7 @@ pub struct Tracked {
     /// What the `tag_is_good` gate says about this model.
     pub good: bool,
     in_flight: AtomicU64,
+    calls: AtomicU64,
     warmed: AtomicBool,
     tracker: Arc<Tracker>,
 }
@@ -117,7 +123,17 @@ impl Model for Tracked {
 
     fn predict(&self, input: &u64) -> Result<(u64, u64), ModelError> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
         let out = match self.behavior {
+            Behavior::FailingAfter(n) if call >= n => Err(ModelError {
+                tag: self.tag,
+                input: *input,
+            }),
+            Behavior::SlowAfter(n, d) if call >= n => {
+                std::thread::sleep(d);
+                Ok((self.tag, *input))
+            }
+            Behavior::FailingAfter(_) | Behavior::SlowAfter(..) => Ok((self.tag, *input)),
             Behavior::Healthy => Ok((self.tag, *input)),
             Behavior::Failing => Err(ModelError {
                 tag: self.tag,
