@@ -486,6 +486,10 @@ impl<M: Model> BlueGreen<M> {
             move || Ok::<M, std::convert::Infallible>(model),
             false,
         )
+        .map(|report| StageReport {
+            load: None,
+            ..report
+        })
     }
 
     /// Like [`stage`](Self::stage), but calls `load` only after the standby slot has been
@@ -538,7 +542,7 @@ impl<M: Model> BlueGreen<M> {
             generation: slot.generation,
             retired,
             drain_wait,
-            load: load_time,
+            load: Some(load_time),
         };
         let mut st = inner.state.lock();
         st.standby = Some(Standby::new(slot, SlotState::Staged));
@@ -546,7 +550,7 @@ impl<M: Model> BlueGreen<M> {
         inner.publish(&st);
         drop(st);
         tracing::info!(target: "bluegreen", version = %report.version, generation = report.generation,
-            retired = ?report.retired, load = ?load_time, "candidate staged");
+            retired = ?report.retired, "candidate staged");
         Ok(report)
     }
 

@@ -98,11 +98,11 @@ pub use crate::model::Model;
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
 pub use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
+pub use crate::repository::Repository;
 pub use crate::routing::Affinity;
 pub use crate::schema::{Dim, ElementType, ModelInfo, TensorSpec};
 pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
 pub use crate::status::{SlotState, SlotStatus, Status};
 pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
-pub use crate::repository::Repository;
 #[cfg(feature = "watch")]
 pub use crate::watch::{WatchPolicy, Watcher};

@@ -17,9 +17,13 @@ pub struct StageReport {
     /// How long retiring waited for the old model's in-flight calls to drain.
     #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub drain_wait: Duration,
-    /// How long loading took (for [`stage_with`](crate::BlueGreen::stage_with)).
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
-    pub load: Duration,
+    /// How long the loader ran ([`stage_with`](crate::BlueGreen::stage_with) only; a
+    /// model handed to [`stage`](crate::BlueGreen::stage) was loaded before the call).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::opt_secs")
+    )]
+    pub load: Option<Duration>,
 }
 
 /// The result of a successful [`BlueGreen::swap`](crate::BlueGreen::swap).

@@ -14,3 +14,11 @@ pub(crate) fn unix_secs<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S:
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     s.serialize_f64(since.as_secs_f64())
 }
+
+/// An optional duration as fractional seconds (or null).
+pub(crate) fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}

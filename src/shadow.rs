@@ -9,6 +9,7 @@
 //! a non-blocking enqueue. Shadow results show in [`Status::shadow`](crate::Status::shadow)
 //! and can gate [`swap`](crate::BlueGreen::swap) through [`ShadowGate`].
 
+use std::any::Any;
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,15 +36,15 @@ pub struct Comparison {
     pub abs_diff: f64,
 }
 
-/// Copies a mirrored request: its input and the live answer.
-type CopyPair<M> =
-    fn(&<M as Model>::Input, &<M as Model>::Output) -> (<M as Model>::Input, <M as Model>::Output);
+/// What a mirrored request keeps of the live answer (the output itself, or a summary).
+type Kept = Box<dyn Any + Send>;
 
-type Compare<M> =
-    dyn Fn(&<M as Model>::Output, &<M as Model>::Output) -> Comparison + Send + Sync + 'static;
+type Summarize<M> = dyn Fn(&<M as Model>::Output) -> Kept + Send + Sync + 'static;
+type Compare<M> = dyn Fn(&<M as Model>::Output, &Kept) -> Comparison + Send + Sync + 'static;
 
-/// Shadow-traffic settings; see the [module docs](self). Requires `Clone` inputs and
-/// outputs, since each mirrored request is copied.
+/// Shadow-traffic settings; see the [module docs](self). Mirrored inputs are copied, so
+/// the model's `Input` must be `Clone`; the live answer is kept whole ([`Shadow::new`],
+/// `Output: Clone`) or as a summary ([`Shadow::summarized`], any output).
 ///
 /// ```
 /// use bluegreen::{shadow::{Comparison, Shadow}, BlueGreen, Model};
@@ -60,43 +61,57 @@ type Compare<M> =
 pub struct Shadow<M: Model> {
     pub(crate) fraction: f64,
     pub(crate) capacity: usize,
+    pub(crate) copy_input: fn(&M::Input) -> M::Input,
+    pub(crate) summarize: Arc<Summarize<M>>,
     pub(crate) compare: Arc<Compare<M>>,
-    pub(crate) copy: CopyPair<M>,
 }
 
-fn copy_pair<I: Clone, O: Clone>(input: &I, output: &O) -> (I, O) {
-    (input.clone(), output.clone())
+fn clamp_fraction(fraction: f64) -> f64 {
+    if fraction.is_nan() {
+        0.0
+    } else {
+        fraction.clamp(0.0, 1.0)
+    }
 }
 
 impl<M: Model> Shadow<M>
 where
     M::Input: Clone,
-    M::Output: Clone,
 {
     /// Mirror `fraction` (0..=1) of live calls, judging each candidate answer with
     /// `compare(candidate, live)`. The queue holds 1024 copies by default.
     pub fn new(
         fraction: f64,
         compare: impl Fn(&M::Output, &M::Output) -> Comparison + Send + Sync + 'static,
+    ) -> Self
+    where
+        M::Output: Clone,
+    {
+        Self::summarized(fraction, M::Output::clone, compare)
+    }
+
+    /// Like [`new`](Self::new) for outputs that are not `Clone` (or are large): keep only
+    /// `summarize(live)` — e.g. the top label — and judge with
+    /// `compare(candidate, &summary)`.
+    pub fn summarized<S: Send + 'static>(
+        fraction: f64,
+        summarize: impl Fn(&M::Output) -> S + Send + Sync + 'static,
+        compare: impl Fn(&M::Output, &S) -> Comparison + Send + Sync + 'static,
     ) -> Self {
         Self {
-            fraction: if fraction.is_nan() {
-                0.0
-            } else {
-                fraction.clamp(0.0, 1.0)
-            },
+            fraction: clamp_fraction(fraction),
             capacity: 1024,
-            compare: Arc::new(compare),
-            copy: copy_pair::<M::Input, M::Output>,
+            copy_input: M::Input::clone,
+            summarize: Arc::new(move |out| Box::new(summarize(out)) as Kept),
+            compare: Arc::new(move |cand, kept| match kept.downcast_ref::<S>() {
+                Some(live) => compare(cand, live),
+                // Unreachable: every kept value comes from `summarize` above.
+                None => Comparison {
+                    agree: false,
+                    abs_diff: f64::NAN,
+                },
+            }),
         }
-    }
-}
-
-impl<M: Model> Shadow<M> {
-    /// How many mirrored requests may wait for the worker; beyond it copies are dropped.
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
-        self
     }
 }
 
@@ -152,14 +167,15 @@ struct Tally {
 struct Job<M: Model> {
     generation: u64,
     input: M::Input,
-    live: M::Output,
+    live: Kept,
 }
 
 /// The running shadow machinery of one deployment.
 pub(crate) struct ShadowRuntime<M: Model> {
     threshold: u64,
     always: bool,
-    copy: CopyPair<M>,
+    copy_input: fn(&M::Input) -> M::Input,
+    summarize: Arc<Summarize<M>>,
     tx: Option<Sender<Job<M>>>,
     target: Arc<ArcSwapOption<Slot<M>>>,
     lanes: ThreadLocal<CachePadded<Lane>>,
@@ -236,7 +252,8 @@ impl<M: Model> ShadowRuntime<M> {
         Ok(Self {
             threshold: (fraction * u64::MAX as f64) as u64,
             always: fraction >= 1.0,
-            copy: config.copy,
+            copy_input: config.copy_input,
+            summarize: config.summarize,
             tx: Some(tx),
             target,
             lanes: ThreadLocal::new(),
@@ -256,7 +273,7 @@ impl<M: Model> ShadowRuntime<M> {
             None => return,
         };
         let Some(tx) = &self.tx else { return };
-        let (input, live) = (self.copy)(input, live);
+        let (input, live) = ((self.copy_input)(input), (self.summarize)(live));
         let lane = self.lanes.get_or_default();
         match tx.try_send(Job {
             generation,

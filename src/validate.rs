@@ -202,9 +202,10 @@ impl Bound {
 
 impl fmt::Display for Bound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `+ 0.0` turns a limit of -0 (from `-max_drop` with max_drop 0) into 0.
         match self {
-            Bound::AtLeast(l) => write!(f, ">= {l}"),
-            Bound::AtMost(l) => write!(f, "<= {l}"),
+            Bound::AtLeast(l) => write!(f, ">= {}", l + 0.0),
+            Bound::AtMost(l) => write!(f, "<= {}", l + 0.0),
         }
     }
 }
@@ -381,15 +382,21 @@ impl ValidationReport {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// One line naming the failed gates, for error messages.
+    /// One line naming the failed gates, for error messages. A detail shared with an
+    /// earlier failed gate (one broken model failing every golden gate) is said once.
     pub fn failure_summary(&self) -> String {
-        let names: Vec<String> = self
-            .failures()
-            .map(|c| {
-                if c.detail.is_empty() {
-                    format!("{} ({})", c.name, c.status)
-                } else {
-                    format!("{} ({}: {})", c.name, c.status, c.detail)
+        let failures: Vec<&Check> = self.failures().collect();
+        let names: Vec<String> = failures
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let earlier = failures[..i]
+                    .iter()
+                    .find(|e| !c.detail.is_empty() && e.detail == c.detail);
+                match earlier {
+                    _ if c.detail.is_empty() => format!("{} ({})", c.name, c.status),
+                    Some(e) => format!("{} ({}: same as {})", c.name, c.status, e.name),
+                    None => format!("{} ({}: {})", c.name, c.status, c.detail),
                 }
             })
             .collect();
