@@ -115,6 +115,14 @@ where
     }
 }
 
+impl<M: Model> Shadow<M> {
+    /// How many mirrored requests may wait for the worker; beyond it copies are dropped.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+}
+
 /// Shadow results for the staged candidate, in [`Status::shadow`](crate::Status::shadow).
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
