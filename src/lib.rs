@@ -106,3 +106,8 @@ pub use crate::status::{SlotState, SlotStatus, Status};
 pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
 #[cfg(feature = "watch")]
 pub use crate::watch::{WatchPolicy, Watcher};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "onnx"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
