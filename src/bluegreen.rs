@@ -969,38 +969,40 @@ impl<M: Model> Inner<M> {
     }
 
     fn auto_rollback(&self, run: BakeRun, reason: String) {
-        let _admin = self.admin.lock();
-        // Re-check under the admin lock: a manual rollback may have won the race.
-        if self
-            .state
-            .lock()
-            .bake
-            .is_none_or(|b| b.generation != run.generation)
-        {
-            return;
-        }
-        let report = match self.rollback_locked() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(target: "bluegreen", %reason, error = %e,
-                    "bake limit breached but automatic rollback failed");
+        let record = {
+            let _admin = self.admin.lock();
+            // Re-check under the admin lock: a manual rollback may have won the race.
+            if self
+                .state
+                .lock()
+                .bake
+                .is_none_or(|b| b.generation != run.generation)
+            {
                 return;
             }
-        };
-        let record = AutoRollback {
-            from: report.from,
-            to: report.to,
-            reason,
-            after: run.started.elapsed(),
-            at: SystemTime::now(),
-        };
-        {
+            let report = match self.rollback_locked() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(target: "bluegreen", %reason, error = %e,
+                        "bake limit breached but automatic rollback failed");
+                    return;
+                }
+            };
+            let record = AutoRollback {
+                from: report.from,
+                to: report.to,
+                reason,
+                after: run.started.elapsed(),
+                at: SystemTime::now(),
+            };
             let mut st = self.state.lock();
             st.auto_rollbacks += 1;
             st.last_auto_rollback = Some(record.clone());
-        }
+            record
+        };
         tracing::error!(target: "bluegreen", from = %record.from, to = %record.to,
             reason = %record.reason, after = ?record.after, "automatic rollback");
+        // Outside the admin lock: the hook may call back into the deployment.
         if let Some(hook) = &self.config.on_auto_rollback {
             hook(&record);
         }

@@ -483,3 +483,32 @@ fn keyed_calls_without_canary_or_affinity_are_plain_predictions() {
     assert_eq!(hits.load(Ordering::Relaxed), 100);
     assert_eq!(bg.status().active.requests, 100);
 }
+
+#[test]
+fn the_rollback_hook_may_call_back_into_the_deployment() {
+    use std::sync::{OnceLock, Weak};
+    let t = Tracker::new();
+    let me: Arc<OnceLock<Weak<BlueGreen<Tracked>>>> = Arc::new(OnceLock::new());
+    let (hook_me, hook_t) = (Arc::clone(&me), Arc::clone(&t));
+    let bg = Arc::new(
+        BlueGreen::builder()
+            .bake(
+                Bake::for_duration(Duration::from_secs(60))
+                    .max_error_rate(0.05)
+                    .check_every(Duration::from_millis(2)),
+            )
+            .on_auto_rollback(move |_| {
+                // An operator's hook that immediately stages a fix: must not deadlock.
+                let bg = hook_me.get().and_then(Weak::upgrade).unwrap();
+                bg.stage("v3-fix", hook_t.model(3)).unwrap();
+            })
+            .build("v1", t.model(1))
+            .unwrap(),
+    );
+    me.set(Arc::downgrade(&bg)).unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::Failing)).unwrap();
+    bg.swap().unwrap();
+    drive(&bg, |bg| bg.status().standby.is_some_and(|s| s.version == "v3-fix"));
+    assert_eq!(bg.predict(&0).unwrap().0, 1);
+    assert_eq!(bg.status().auto_rollbacks, 1);
+}
