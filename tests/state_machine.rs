@@ -9,6 +9,7 @@ use std::time::Duration;
 use bluegreen::{BlueGreen, Error, SlotState};
 use common::{Tracked, Tracker, tag_is_good};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -55,6 +56,33 @@ struct Reference {
     swaps: u64,
     rollbacks: u64,
     rejections: u64,
+}
+
+impl Reference {
+    /// Checks an operation that validates the staged candidate (`swap`, `start_canary`):
+    /// the exact refusal unless a good candidate is staged, whose tag and result it
+    /// returns for the caller to check.
+    fn qualify<T>(&mut self, res: Result<T, Error>) -> Result<Option<(u64, T)>, TestCaseError> {
+        match self.standby {
+            None => prop_assert!(matches!(res, Err(Error::NothingStaged))),
+            Some((tag, SlotState::Staged, true)) => return Ok(Some((tag, res.unwrap()))),
+            Some((tag, SlotState::Staged, false)) => {
+                prop_assert!(matches!(res, Err(Error::ValidationFailed(_))));
+                self.standby = Some((tag, SlotState::Failed, false));
+                self.rejections += 1;
+            }
+            Some((_, SlotState::Failed, _)) => {
+                let refused = matches!(res, Err(Error::CandidateFailed { .. }));
+                prop_assert!(refused);
+            }
+            Some((_, state, _)) => {
+                let refused =
+                    matches!(res, Err(Error::NotACandidate { state: s, .. }) if s == state);
+                prop_assert!(refused);
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn label(tag: u64) -> String {
@@ -119,30 +147,12 @@ proptest! {
                     r.standby = None;
                 }
                 Op::Swap => {
-                    let res = bg.swap();
-                    match r.standby {
-                        None => prop_assert!(matches!(res, Err(Error::NothingStaged))),
-                        Some((tag, SlotState::Staged, true)) => {
-                            let rep = res.unwrap();
-                            prop_assert_eq!(rep.to, label(tag));
-                            prop_assert_eq!(rep.from, label(r.active));
-                            r.standby = Some((r.active, SlotState::Previous, true));
-                            r.active = tag;
-                            r.swaps += 1;
-                        }
-                        Some((tag, SlotState::Staged, false)) => {
-                            prop_assert!(matches!(res, Err(Error::ValidationFailed(_))));
-                            r.standby = Some((tag, SlotState::Failed, false));
-                            r.rejections += 1;
-                        }
-                        Some((_, SlotState::Failed, _)) => {
-                            let refused = matches!(res, Err(Error::CandidateFailed { .. }));
-                            prop_assert!(refused);
-                        }
-                        Some((_, state, _)) => {
-                            let is_not_candidate = matches!(res, Err(Error::NotACandidate { state: s, .. }) if s == state);
-                            prop_assert!(is_not_candidate);
-                        }
+                    if let Some((tag, rep)) = r.qualify(bg.swap())? {
+                        prop_assert_eq!(rep.to, label(tag));
+                        prop_assert_eq!(rep.from, label(r.active));
+                        r.standby = Some((r.active, SlotState::Previous, true));
+                        r.active = tag;
+                        r.swaps += 1;
                     }
                 }
                 Op::Rollback => {
@@ -185,26 +195,9 @@ proptest! {
                     }
                 }
                 Op::StartCanary => {
-                    let res = bg.start_canary(25.0);
-                    match r.standby {
-                        None => prop_assert!(matches!(res, Err(Error::NothingStaged))),
-                        Some((tag, SlotState::Staged, true)) => {
-                            prop_assert_eq!(res.unwrap().version, label(tag));
-                            r.standby = Some((tag, SlotState::Canary, true));
-                        }
-                        Some((tag, SlotState::Staged, false)) => {
-                            prop_assert!(matches!(res, Err(Error::ValidationFailed(_))));
-                            r.standby = Some((tag, SlotState::Failed, false));
-                            r.rejections += 1;
-                        }
-                        Some((_, SlotState::Failed, _)) => {
-                            let refused = matches!(res, Err(Error::CandidateFailed { .. }));
-                            prop_assert!(refused);
-                        }
-                        Some((_, state, _)) => {
-                            let refused = matches!(res, Err(Error::NotACandidate { state: s, .. }) if s == state);
-                            prop_assert!(refused);
-                        }
+                    if let Some((tag, rep)) = r.qualify(bg.start_canary(25.0))? {
+                        prop_assert_eq!(rep.version, label(tag));
+                        r.standby = Some((tag, SlotState::Canary, true));
                     }
                 }
                 Op::PromoteCanary => {
