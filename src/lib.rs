@@ -66,7 +66,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod bake;
+pub mod bake;
 mod bluegreen;
 mod error;
 pub mod gates;
@@ -77,7 +77,7 @@ pub mod onnx;
 mod report;
 pub mod repository;
 mod retire;
-mod routing;
+pub mod routing;
 mod schema;
 #[cfg(feature = "serde")]
 mod serde_util;
