@@ -531,24 +531,10 @@ fn start_deployment(app: &Arc<App>) -> Result<(), String> {
     );
     let initial_generation = bg.active().generation();
 
-    // The gates judge candidates; the initial model never was one. Check it the same way:
-    // stage a second copy of it, dry-run every gate, free the copy.
+    // The gates judge candidates; the initial model never was one: run them on it now.
     let (initial_passed, report, note) = {
-        let _op = app.op_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let label = format!("{version}+startup-check");
-        match bg.stage_with(label, || app.onnx.load(&path)) {
-            Err(e) => (false, None, Some(format!("could not run: {e}"))),
-            Ok(_) => {
-                let outcome = bg.validate();
-                if let Err(e) = bg.unstage() {
-                    tracing::warn!(error = %e, "could not free the start-up check copy");
-                }
-                match outcome {
-                    Ok(r) => (r.passed(), Some(r), None),
-                    Err(e) => (false, None, Some(format!("could not run: {e}"))),
-                }
-            }
-        }
+        let r = bg.validate_active();
+        (r.passed(), Some(r), None::<String>)
     };
     if initial_passed {
         tracing::info!(%version, "initial model passed its gates; ready");

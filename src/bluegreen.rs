@@ -585,6 +585,31 @@ impl<M: Model> BlueGreen<M> {
         Ok(report)
     }
 
+    /// Runs every gate on the active model itself (it is both candidate and live model, so
+    /// comparisons with the live model hold trivially): for readiness checks, since the
+    /// model given to [`Builder::build`] was never a candidate. Changes nothing.
+    ///
+    /// ```
+    /// # use bluegreen::{validate, BlueGreen, Model};
+    /// # struct Id(i32); impl Model for Id { type Input = i32; type Output = i32;
+    /// #   type Error = std::convert::Infallible;
+    /// #   fn predict(&self, x: &i32) -> Result<i32, Self::Error> { Ok(self.0 * x) } }
+    /// let gate = validate::from_fn("keeps sign", |cx: &validate::Context<Id>| {
+    ///     if cx.candidate().predict(&1).unwrap() > 0 { Ok(()) } else { Err("flips sign") }
+    /// });
+    /// let bg = BlueGreen::builder().validator(gate).build("v1", Id(-1))?;
+    /// assert!(!bg.validate_active().passed()); // serving, but not ready
+    /// # Ok::<(), bluegreen::Error>(())
+    /// ```
+    pub fn validate_active(&self) -> ValidationReport {
+        let inner = &*self.inner;
+        let _admin = inner.admin.lock();
+        let active = inner.active.load_full();
+        let report = inner.run_gates(&active);
+        inner.state.lock().last_validation = Some(report.clone());
+        report
+    }
+
     /// Validates and warms the staged candidate, then moves all new traffic to it with one
     /// atomic pointer store.
     ///

@@ -237,3 +237,22 @@ fn shared_validators_serve_several_deployments() {
     assert!(a.swap().is_err());
     assert!(b.swap().is_ok());
 }
+
+#[test]
+fn validate_active_judges_the_initial_model_without_changing_anything() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .validator(common::tag_is_good())
+        .build("v1", t.model(1).bad())
+        .unwrap();
+    let r = bg.validate_active();
+    assert_eq!((r.candidate.as_str(), r.live.as_str()), ("v1", "v1"));
+    assert_eq!(
+        r.failures().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["tag_is_good"]
+    );
+    assert_eq!(bg.predict(&3).unwrap(), (1, 3), "it keeps serving");
+    let s = bg.status();
+    assert_eq!((s.swaps, s.rejections), (0, 0));
+    assert!(!s.last_validation.unwrap().passed());
+}
