@@ -1,0 +1,140 @@
+//! The real ONNX model (digits v2: MLP 64 → 64 → 10, from `models/digits`) behind bluegreen,
+//! side by side with a bare ONNX Runtime session.
+//!
+//! - `onnx_read_path/1t`: one thread, one row per call, through a bare ort `Session::run`
+//!   loop (the session built like `OnnxModel` builds its pooled ones: same environment,
+//!   1 intra-op thread, all graph optimizations), `OnnxModel::predict`, and
+//!   `BlueGreen<OnnxModel>::predict`. Target: bluegreen ≤ 1.03 × bare.
+//! - `onnx_throughput`: `OnnxModel` (pool of 2 sessions) and bare sessions (one per thread)
+//!   at 1 and 2 threads; time per call per thread, throughput in calls/s over all threads.
+//!   Target: `OnnxModel` at 2 threads ≥ 1.7 × its 1-thread throughput.
+//! - `after_swap`: each iteration loads v1 into a deployment, stages a freshly loaded v2
+//!   with `stage_with`, swaps and times the first 100 single-row calls; the reported time is
+//!   their p99 (nearest rank), with 16 golden rows configured as warm-up samples and without,
+//!   and the same model's steady-state p99 (median over windows of 100 calls of each
+//!   window's p99). Target: first-100 p99 ≤ 1.5 × steady p99 with warm-up.
+//! - `validation`: golden-set evaluation (450 rows, batches of 256) through `GoldenGates`'
+//!   accuracy gate, run by `bg.validate()` on a freshly staged v2, against raw
+//!   `OnnxModel::predict` over the same batches on another fresh v2 (cold, then warm);
+//!   throughput in rows/s.
+//!
+//! Read-path samples use the chunk runner of `benches/common/mod.rs`: chunks of 500 calls
+//! (~2 ms), counted only if no reader was preempted (and, with 2 threads, both really ran at
+//! once); model loads and staging are not timed. `examples/quickbench.rs` (section `onnx`)
+//! prints the same figures as ratios.
+//!
+//! `cargo bench --bench onnx` (needs ONNX Runtime: `bash scripts/setup-ort.sh`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::charged_with;
+use common::onnx::{OnnxBench, OnnxPath, ValidationBench, after_swap, environment, golden_inputs};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+
+/// Calls per timed chunk (~2 ms at a few µs per call).
+const CHUNK_CALLS: u64 = 500;
+
+fn read_path(c: &mut Criterion, bench: &mut OnnxBench) {
+    let mut group = c.benchmark_group("onnx_read_path/1t");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for path in OnnxPath::ALL {
+        group.bench_function(BenchmarkId::from_parameter(path.name()), |b| {
+            b.iter_custom(|iters| {
+                charged_with(iters, CHUNK_CALLS, |chunks, calls| {
+                    bench.run(path, 1, chunks, calls)
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+fn throughput(c: &mut Criterion, bench: &mut OnnxBench) {
+    let mut group = c.benchmark_group("onnx_throughput");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for path in [OnnxPath::Model, OnnxPath::Bare] {
+        for readers in [1usize, 2] {
+            // One iteration = one call on each thread.
+            group.throughput(Throughput::Elements(readers as u64));
+            let id = BenchmarkId::new(path.name(), format!("{readers}t"));
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    charged_with(iters, CHUNK_CALLS, |chunks, calls| {
+                        bench.run(path, readers, chunks, calls)
+                    })
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+fn first_requests(c: &mut Criterion) {
+    let rows = golden_inputs();
+    let mut group = c.benchmark_group("after_swap");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3));
+    type Pick = fn(&common::onnx::AfterSwap) -> f64;
+    let cases: [(&str, bool, Pick); 3] = [
+        ("first100_p99_warm", true, |r| r.first_p99),
+        ("first100_p99_cold", false, |r| r.first_p99),
+        ("steady_p99", true, |r| r.steady_p99),
+    ];
+    for (name, warm, pick) in cases {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| Duration::from_nanos(pick(&after_swap(warm, &rows, 3)) as u64))
+                    .sum()
+            });
+        });
+    }
+    group.finish();
+}
+
+fn validation(c: &mut Criterion) {
+    let mut bench = ValidationBench::new();
+    let mut group = c.benchmark_group("validation");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(bench.rows() as u64))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3));
+    type Pick = fn(&common::onnx::ValidationRound) -> Duration;
+    let cases: [(&str, Pick); 3] = [
+        ("validate_accuracy_gate", |r| r.validate),
+        ("raw_predict_cold", |r| r.raw_cold),
+        ("raw_predict_warm", |r| r.raw_warm),
+    ];
+    for (name, pick) in cases {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| pick(&bench.round())).sum());
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    // Before any model is loaded: the bare sessions share bluegreen's environment.
+    environment();
+    let mut c = Criterion::default().configure_from_args();
+    let mut bench = OnnxBench::new(2);
+    read_path(&mut c, &mut bench);
+    throughput(&mut c, &mut bench);
+    drop(bench);
+    first_requests(&mut c);
+    validation(&mut c);
+    c.final_summary();
+}
