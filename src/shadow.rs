@@ -281,8 +281,14 @@ impl<M: Model> ShadowRuntime<M> {
             None => return,
         };
         let Some(tx) = &self.tx else { return };
-        let (input, live) = ((self.copy_input)(input), (self.summarize)(live));
         let lane = self.lanes.get_or_default();
+        // Don't copy a request the queue cannot take (the `Full` arm below still covers a
+        // worker that falls behind between this check and the send).
+        if tx.is_full() {
+            bump(&lane.dropped);
+            return;
+        }
+        let (input, live) = ((self.copy_input)(input), (self.summarize)(live));
         match tx.try_send(Job {
             generation,
             input,

@@ -508,7 +508,9 @@ fn the_rollback_hook_may_call_back_into_the_deployment() {
     me.set(Arc::downgrade(&bg)).unwrap();
     bg.stage("v2", t.model_with(2, Behavior::Failing)).unwrap();
     bg.swap().unwrap();
-    drive(&bg, |bg| bg.status().standby.is_some_and(|s| s.version == "v3-fix"));
+    drive(&bg, |bg| {
+        bg.status().standby.is_some_and(|s| s.version == "v3-fix")
+    });
     assert_eq!(bg.predict(&0).unwrap().0, 1);
     assert_eq!(bg.status().auto_rollbacks, 1);
 }

@@ -11,12 +11,14 @@ use crossbeam_utils::CachePadded;
 use ndarray::ArrayD;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Outlet, TensorRef, ValueType};
+use ort::value::{Outlet, TensorRef, ValueType};
 use parking_lot::Mutex;
 
 use super::OnnxError;
 use super::runtime::environment;
-use super::tensor::{InputKey, Inputs, Outputs, Tensor, element_type, value_element_type};
+use super::tensor::{
+    InputKey, Inputs, OutputValues, Outputs, Tensor, element_type, value_element_type,
+};
 use crate::{Dim, Model, ModelInfo, TensorSpec};
 
 /// How much ONNX Runtime rewrites the graph when loading a model.
@@ -583,10 +585,7 @@ impl<'a> Prepared<'a> {
 fn run_values(slot: &mut Slot, values: &[SessionInputValue<'_>]) -> Result<Outputs, OnnxError> {
     slot.runs += 1;
     let outputs = slot.session.run(values).map_err(OnnxError::runtime)?;
-    let mut collected: Vec<DynValue> = Vec::with_capacity(outputs.len());
-    for (_, v) in outputs {
-        collected.push(v);
-    }
+    let collected: OutputValues = outputs.into_iter().map(|(_, v)| v).collect();
     Ok(Outputs::new(Arc::clone(&slot.output_names), collected))
 }
 

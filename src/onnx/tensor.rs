@@ -171,6 +171,10 @@ impl TensorView<'_> {
     }
 }
 
+/// The output values of one run, inline for models with up to four outputs (no heap
+/// allocation per call on the hot path).
+pub(crate) type OutputValues = smallvec::SmallVec<[DynValue; 4]>;
+
 /// The outputs of one [`predict`](crate::Model::predict) call, in graph order.
 ///
 /// Holds ONNX Runtime's output buffers directly (no copy); read them as `ndarray` views with
@@ -178,11 +182,11 @@ impl TensorView<'_> {
 /// Call `.to_owned()` on a view to keep the data beyond the `Outputs`.
 pub struct Outputs {
     names: Arc<[String]>,
-    values: Vec<DynValue>,
+    values: OutputValues,
 }
 
 impl Outputs {
-    pub(crate) fn new(names: Arc<[String]>, values: Vec<DynValue>) -> Self {
+    pub(crate) fn new(names: Arc<[String]>, values: OutputValues) -> Self {
         debug_assert_eq!(names.len(), values.len());
         Self { names, values }
     }
