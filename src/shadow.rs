@@ -270,8 +270,9 @@ impl<M: Model> ShadowRuntime<M> {
         })
     }
 
-    /// Maybe mirrors one live call. Never blocks.
-    #[inline]
+    /// Maybe mirrors one live call. Never blocks. Kept out of line so that the plain
+    /// `predict` path, which only checks whether shadowing is on, stays small.
+    #[inline(never)]
     pub(crate) fn offer(&self, input: &M::Input, live: &M::Output) {
         if !self.always && next_random() >= self.threshold {
             return;

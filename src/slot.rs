@@ -42,15 +42,24 @@ impl<M: Model> Slot<M> {
     /// The hot path: one counted call on this model.
     #[inline]
     pub(crate) fn predict(&self, input: &M::Input) -> Result<M::Output, M::Error> {
+        if self.timed {
+            return self.predict_timed(input);
+        }
         let call = self.stats.enter();
-        let out = if self.timed {
-            let started = Instant::now();
-            let out = self.model.predict(input);
-            call.took(started.elapsed());
-            out
-        } else {
-            self.model.predict(input)
-        };
+        let out = self.model.predict(input);
+        if out.is_err() {
+            call.failed();
+        }
+        out
+    }
+
+    /// The hot path with per-call timing (only when a bake limit or `track_latency` asks).
+    #[inline(never)]
+    fn predict_timed(&self, input: &M::Input) -> Result<M::Output, M::Error> {
+        let call = self.stats.enter();
+        let started = Instant::now();
+        let out = self.model.predict(input);
+        call.took(started.elapsed());
         if out.is_err() {
             call.failed();
         }
