@@ -29,6 +29,22 @@
 //! snapshot: versions, states, in-flight and request counts per slot, swap and rollback
 //! counts, and the last validation report.
 //!
+//! ## After the switch (opt-in)
+//!
+//! * [`Bake`]: the newly promoted model is watched — error rate, p99 latency, outcomes
+//!   reported with [`record_outcome`](BlueGreen::record_outcome) — against absolute limits
+//!   and the previous model's record; a breach rolls back on its own and is recorded in
+//!   [`Status::last_auto_rollback`].
+//! * [`Shadow`]: a share of live calls is mirrored to the staged candidate on a worker
+//!   thread through a bounded queue; [`ShadowGate`] turns the comparison into a gate.
+//! * Canary ([`start_canary`](BlueGreen::start_canary)) and session [`Affinity`], both on
+//!   [`predict_keyed`](BlueGreen::predict_keyed), which routes by a stable hash of a
+//!   request key.
+//!
+//! Built-in gates live in [`gates`] (golden-set quality, regression against the live model,
+//! sanity, schema, latency); the `onnx` module (feature `onnx`, default) is the ONNX
+//! Runtime backend.
+//!
 //! ## The read path
 //!
 //! `predict` is an [`arc_swap`] guard load plus a call: no lock, no shared reference-count
