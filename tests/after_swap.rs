@@ -415,7 +415,7 @@ fn canary_refuses_bad_candidates_and_bad_shares() {
 fn sessions_keep_their_first_version_across_a_swap_until_the_grace_period_ends() {
     let t = Tracker::new();
     let bg = BlueGreen::builder()
-        .affinity(Affinity::new(Duration::from_millis(400)))
+        .affinity(Affinity::new(Duration::from_millis(1500)))
         .build("v1", t.model(1))
         .unwrap();
     let session = |s: &str| bg.predict_keyed(s, &0).unwrap().0;
@@ -430,7 +430,7 @@ fn sessions_keep_their_first_version_across_a_swap_until_the_grace_period_ends()
         "unkeyed calls go to the active model"
     );
     assert_eq!(bg.status().sessions, Some(2));
-    std::thread::sleep(Duration::from_millis(450));
+    std::thread::sleep(Duration::from_millis(1600));
     assert_eq!(session("alice"), 2, "after the grace period alice moves");
 }
 

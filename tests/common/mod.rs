@@ -24,6 +24,8 @@ pub enum Behavior {
     FailingAfter(u64),
     /// Answers the first `n` calls quickly, then sleeps this long per call.
     SlowAfter(u64, Duration),
+    /// Hangs until [`Tracker::release`] is called, then answers.
+    HangsUntilReleased,
 }
 
 /// The error a [`Tracked`] model returns.
@@ -41,6 +43,7 @@ pub struct Tracker {
     max_alive: AtomicUsize,
     created: AtomicU64,
     drops: Mutex<HashMap<u64, u32>>,
+    released: AtomicBool,
     /// Problems seen inside `Drop` (a drop while a call ran, a drop on a reader thread).
     pub violations: Mutex<Vec<String>>,
 }
@@ -68,6 +71,11 @@ impl Tracker {
             warmed: AtomicBool::new(false),
             tracker: Arc::clone(self),
         }
+    }
+
+    /// Lets every [`Behavior::HangsUntilReleased`] call finish.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
     }
 
     pub fn alive(&self) -> usize {
@@ -134,6 +142,12 @@ impl Model for Tracked {
                 Ok((self.tag, *input))
             }
             Behavior::FailingAfter(_) | Behavior::SlowAfter(..) => Ok((self.tag, *input)),
+            Behavior::HangsUntilReleased => {
+                while !self.tracker.released.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok((self.tag, *input))
+            }
             Behavior::Healthy => Ok((self.tag, *input)),
             Behavior::Failing => Err(ModelError {
                 tag: self.tag,
