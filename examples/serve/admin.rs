@@ -236,6 +236,26 @@ pub async fn validate(
     }
 }
 
+/// Runs one admin operation on the deployment (authorized, serialized, off the async
+/// runtime) and answers 200 with `ok(result)` or the error's status.
+async fn admin_op<T: Send + 'static>(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    name: &str,
+    op: impl FnOnce(&BlueGreen<OnnxModel>) -> bluegreen::Result<T> + Send + 'static,
+    ok: impl FnOnce(&T) -> serde_json::Value,
+) -> Response {
+    let bg = match guard(app, headers, name) {
+        Ok(bg) => bg,
+        Err(r) => return *r,
+    };
+    match blocking(app, move |_| op(&bg)).await {
+        Ok(Ok(value)) => reply(StatusCode::OK, &ok(&value)),
+        Ok(Err(e)) => refused(e),
+        Err(r) => *r,
+    }
+}
+
 /// `POST /admin/models/<name>/swap`: validate, warm, switch. 422 with the report when a
 /// gate fails (the live model keeps serving).
 pub async fn swap(
@@ -243,15 +263,7 @@ pub async fn swap(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let bg = match guard(&app, &headers, &name) {
-        Ok(bg) => bg,
-        Err(r) => return *r,
-    };
-    match blocking(&app, move |_| bg.swap()).await {
-        Ok(Ok(report)) => reply(StatusCode::OK, &swap_json(&report)),
-        Ok(Err(e)) => refused(e),
-        Err(r) => *r,
-    }
+    admin_op(&app, &headers, &name, |bg| bg.swap(), swap_json).await
 }
 
 /// `POST /admin/models/<name>/rollback`: back to the previous model, instantly.
@@ -260,15 +272,7 @@ pub async fn rollback(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let bg = match guard(&app, &headers, &name) {
-        Ok(bg) => bg,
-        Err(r) => return *r,
-    };
-    match blocking(&app, move |_| bg.rollback()).await {
-        Ok(Ok(report)) => reply(StatusCode::OK, &rollback_json(&report)),
-        Ok(Err(e)) => refused(e),
-        Err(r) => *r,
-    }
+    admin_op(&app, &headers, &name, |bg| bg.rollback(), rollback_json).await
 }
 
 /// `POST /admin/models/<name>/unstage`: frees the standby slot (no rollback afterwards).
@@ -277,13 +281,12 @@ pub async fn unstage(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let bg = match guard(&app, &headers, &name) {
-        Ok(bg) => bg,
-        Err(r) => return *r,
-    };
-    match blocking(&app, move |_| bg.unstage()).await {
-        Ok(Ok(retired)) => reply(StatusCode::OK, &json!({ "retired": retired })),
-        Ok(Err(e)) => refused(e),
-        Err(r) => *r,
-    }
+    admin_op(
+        &app,
+        &headers,
+        &name,
+        |bg| bg.unstage(),
+        |retired| json!({ "retired": retired }),
+    )
+    .await
 }
