@@ -344,7 +344,12 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            // The last `BlueGreen` can be released on the monitor thread itself (by an
+            // auto-rollback hook holding it); a thread cannot join itself, and it is about
+            // to leave its loop anyway now that `stop` is gone.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 }

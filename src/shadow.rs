@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -147,6 +148,9 @@ pub struct ShadowStatus {
     pub p99: Option<Duration>,
 }
 
+/// How long shutdown waits for the worker to finish its current mirrored call.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// Per-thread counters of the request side (single writer each).
 #[derive(Default)]
 struct Lane {
@@ -189,6 +193,8 @@ pub(crate) struct ShadowRuntime<M: Model> {
     lanes: ThreadLocal<CachePadded<Lane>>,
     tally: Arc<Mutex<Option<Tally>>>,
     worker: Option<JoinHandle<()>>,
+    /// Disconnects when the worker ends.
+    exited: crossbeam_channel::Receiver<()>,
 }
 
 thread_local! {
@@ -222,9 +228,12 @@ impl<M: Model> ShadowRuntime<M> {
             Arc::clone(&tally),
             Arc::clone(&config.compare),
         );
+        let (alive, exited) = crossbeam_channel::bounded::<()>(0);
         let worker = std::thread::Builder::new()
             .name("bluegreen-shadow".to_owned())
             .spawn(move || {
+                // Dropped when the worker ends, so `shutdown` can wait for it with a deadline.
+                let _alive = alive;
                 for job in rx.iter() {
                     let Some(candidate) = t.load_full() else {
                         continue;
@@ -232,23 +241,34 @@ impl<M: Model> ShadowRuntime<M> {
                     if candidate.generation != job.generation {
                         continue;
                     }
+                    // The candidate is untrusted: a panic in it (or in `compare`) counts as
+                    // an error on that request and must not end shadowing for good.
                     let started = Instant::now();
-                    let answer = candidate.model.predict(&job.input);
+                    let judged = catch_unwind(AssertUnwindSafe(|| {
+                        candidate
+                            .model
+                            .predict(&job.input)
+                            .map(|out| compare(&out, &job.live))
+                    }));
                     let elapsed = started.elapsed();
                     let mut guard = tl.lock();
                     let Some(tally) = guard.as_mut().filter(|t| t.generation == job.generation)
                     else {
                         continue;
                     };
-                    match answer {
-                        Ok(out) => {
-                            let c = compare(&out, &job.live);
+                    match judged {
+                        Ok(Ok(c)) => {
                             tally.compared += 1;
                             tally.agreed += u64::from(c.agree);
                             tally.sum_abs_diff += c.abs_diff;
                             tally.latency.record_latency(elapsed);
                         }
-                        Err(_) => tally.errors += 1,
+                        Ok(Err(_)) => tally.errors += 1,
+                        Err(_) => {
+                            tally.errors += 1;
+                            tracing::warn!(target: "bluegreen", version = %tally.version,
+                                "shadowed candidate panicked on a mirrored request");
+                        }
                     }
                 }
             })
@@ -267,6 +287,7 @@ impl<M: Model> ShadowRuntime<M> {
             lanes: ThreadLocal::new(),
             tally,
             worker: Some(worker),
+            exited,
         })
     }
 
@@ -297,7 +318,8 @@ impl<M: Model> ShadowRuntime<M> {
         }) {
             Ok(()) => bump(&lane.mirrored),
             Err(TrySendError::Full(_)) => bump(&lane.dropped),
-            Err(TrySendError::Disconnected(_)) => {}
+            // Only during shutdown: nothing will run it.
+            Err(TrySendError::Disconnected(_)) => bump(&lane.dropped),
         }
     }
 
@@ -317,7 +339,15 @@ impl<M: Model> ShadowRuntime<M> {
             return;
         }
         self.target.store(candidate.cloned());
-        if let Some(c) = candidate {
+        let same = |c: &Arc<Slot<M>>| {
+            self.tally
+                .lock()
+                .as_ref()
+                .is_some_and(|t| t.generation == c.generation)
+        };
+        // Re-targeting the candidate already tallied (after a refused retirement put it
+        // back) keeps what it has shown so far.
+        if let Some(c) = candidate.filter(|c| !same(c)) {
             let (base_mirrored, base_dropped) = self.request_side();
             *self.tally.lock() = Some(Tally {
                 generation: c.generation,
@@ -369,11 +399,21 @@ impl<M: Model> ShadowRuntime<M> {
     }
 
     /// Stops the worker (used when the deployment shuts down).
+    /// Stops the worker (used when the deployment shuts down). A worker stuck inside a
+    /// hanging candidate is left behind after a short wait rather than hanging the drop.
     pub(crate) fn shutdown(&mut self) {
         self.target.store(None);
         drop(self.tx.take());
         if let Some(w) = self.worker.take() {
-            let _ = w.join();
+            match self.exited.recv_timeout(SHUTDOWN_WAIT) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    tracing::warn!(target: "bluegreen",
+                        "shadow worker still inside the candidate at shutdown; left behind");
+                }
+                _ => {
+                    let _ = w.join();
+                }
+            }
         }
     }
 }

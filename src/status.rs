@@ -63,8 +63,11 @@ pub struct SlotStatus {
     pub in_flight: u64,
     /// References held on the model besides the deployment's own: calls that started
     /// before it left the active slot, [`Active`](crate::Active) pins, validators still
-    /// running. Exact for the standby slot; `None` for the active slot, whose readers hold
-    /// no counted reference (that is what keeps the read path free of shared writes).
+    /// running. `None` for the active slot, whose readers hold no counted reference (that
+    /// is what keeps the read path free of shared writes); for the same reason a keyed call
+    /// running right now on a canary or session-pinned previous model may not show here —
+    /// [`in_flight`](Self::in_flight) counts calls. Retiring a model first withdraws those
+    /// routes, which makes the count exact before it waits on it.
     pub holders: Option<u64>,
     /// Calls this model has finished.
     pub requests: u64,

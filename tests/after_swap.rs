@@ -514,3 +514,59 @@ fn the_rollback_hook_may_call_back_into_the_deployment() {
     assert_eq!(bg.predict(&0).unwrap().0, 1);
     assert_eq!(bg.status().auto_rollbacks, 1);
 }
+
+#[test]
+fn a_candidate_panicking_on_mirrored_requests_counts_errors_and_shadowing_goes_on() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .shadow(echo_comparison())
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::Panicking))
+        .unwrap();
+    for i in 0..20 {
+        bg.predict(&i).unwrap();
+    }
+    assert!(wait_until(PATIENCE, || bg.status().shadow.unwrap().errors == 20));
+    bg.stage("v3", t.model(3)).unwrap();
+    for i in 0..20 {
+        bg.predict(&i).unwrap();
+    }
+    assert!(
+        wait_until(PATIENCE, || bg.status().shadow.unwrap().compared == 20),
+        "the worker survived the panics: {:?}",
+        bg.status().shadow
+    );
+}
+
+#[test]
+fn a_refused_retirement_keeps_the_candidates_shadow_results() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .shadow(echo_comparison())
+        .drain_timeout(Duration::from_millis(50))
+        .build("v1", t.model(1))
+        .unwrap();
+    // The candidate hangs on its first mirrored request, so the worker holds it.
+    bg.stage("v2", t.model_with(2, Behavior::HangsUntilReleased))
+        .unwrap();
+    for i in 0..5 {
+        bg.predict(&i).unwrap();
+    }
+    let before = bg.status().shadow.unwrap();
+    assert_eq!(before.mirrored + before.dropped, 5);
+    let err = bg.stage("v3", t.model(3)).unwrap_err();
+    assert!(matches!(err, Error::DrainTimeout { .. }), "{err}");
+    let after = bg.status().shadow.unwrap();
+    assert_eq!(
+        (after.version.as_str(), after.mirrored),
+        ("v2", before.mirrored)
+    );
+    t.release();
+    assert!(wait_until(PATIENCE, || bg
+        .status()
+        .shadow
+        .unwrap()
+        .compared
+        == before.mirrored));
+}
