@@ -553,6 +553,10 @@ fn a_refused_retirement_keeps_the_candidates_shadow_results() {
     for i in 0..5 {
         bg.predict(&i).unwrap();
     }
+    assert!(
+        wait_until(PATIENCE, || t.hanging() == 1),
+        "the worker is inside v2"
+    );
     let before = bg.status().shadow.unwrap();
     assert_eq!(before.mirrored + before.dropped, 5);
     let err = bg.stage("v3", t.model(3)).unwrap_err();

@@ -44,6 +44,7 @@ pub struct Tracker {
     created: AtomicU64,
     drops: Mutex<HashMap<u64, u32>>,
     released: AtomicBool,
+    hanging: AtomicUsize,
     /// Problems seen inside `Drop` (a drop while a call ran, a drop on a reader thread).
     pub violations: Mutex<Vec<String>>,
 }
@@ -71,6 +72,11 @@ impl Tracker {
             warmed: AtomicBool::new(false),
             tracker: Arc::clone(self),
         }
+    }
+
+    /// How many [`Behavior::HangsUntilReleased`] calls are hanging right now.
+    pub fn hanging(&self) -> usize {
+        self.hanging.load(Ordering::SeqCst)
     }
 
     /// Lets every [`Behavior::HangsUntilReleased`] call finish.
@@ -143,9 +149,11 @@ impl Model for Tracked {
             }
             Behavior::FailingAfter(_) | Behavior::SlowAfter(..) => Ok((self.tag, *input)),
             Behavior::HangsUntilReleased => {
+                self.tracker.hanging.fetch_add(1, Ordering::SeqCst);
                 while !self.tracker.released.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                self.tracker.hanging.fetch_sub(1, Ordering::SeqCst);
                 Ok((self.tag, *input))
             }
             Behavior::Healthy => Ok((self.tag, *input)),
