@@ -131,7 +131,12 @@ fn three_replicas_follow_the_manifest_and_one_refuses_its_broken_candidate() {
     for r in &replicas {
         r.wait_ready();
         assert_eq!(active(r), "1", "started on the manifest's version");
-        assert_eq!(status(r)["watch"]["desired"], "1");
+        // The watcher thread reports the manifest once it has read it.
+        eventually(
+            "the watcher to report the desired version",
+            CONVERGE,
+            || (status(r)["watch"]["desired"] == "1").then_some(()),
+        );
     }
 
     // 1. Roll the fleet forward: 1 → 2.
