@@ -220,21 +220,8 @@ fn overhead(opts: &Opts, out: &mut Out) {
         load: Load,
         path: AnyPath,
         chunk_calls: u64,
-        /// Per round: median ns/call over that run's concurrent chunks (None if none was).
-        rounds: Vec<Option<f64>>,
-        /// Every concurrent chunk's ns/call, and every chunk's.
-        concurrent: Vec<f64>,
-        all: Vec<f64>,
+        series: Series,
         writer_interval: Vec<f64>,
-    }
-    impl Config {
-        fn ns(&self) -> f64 {
-            common::median(if self.concurrent.is_empty() {
-                &self.all
-            } else {
-                &self.concurrent
-            })
-        }
     }
     let chunks = (opts.window.as_nanos() / opts.chunk.as_nanos()).max(1) as usize;
     let mut configs: Vec<Config> = Load::ALL
@@ -249,9 +236,7 @@ fn overhead(opts: &Opts, out: &mut Out) {
                 load,
                 path,
                 chunk_calls,
-                rounds: Vec::new(),
-                concurrent: Vec::new(),
-                all: Vec::new(),
+                series: Series::default(),
                 writer_interval: Vec::new(),
             }
         })
@@ -264,7 +249,7 @@ fn overhead(opts: &Opts, out: &mut Out) {
     let needy = |configs: &[Config], load: Load| {
         configs
             .iter()
-            .any(|c| c.load == load && c.concurrent.len() < opts.min_concurrent)
+            .any(|c| c.load == load && c.series.concurrent_chunks() < opts.min_concurrent)
     };
     for round in 0.. {
         let loads: Vec<Load> = Load::ALL
@@ -277,20 +262,11 @@ fn overhead(opts: &Opts, out: &mut Out) {
         for i in 0..n {
             let c = &mut configs[(i + round * 5) % n];
             if !loads.contains(&c.load) {
-                c.rounds.push(None);
+                c.series.skip_round();
                 continue;
             }
             let r = c.path.run_chunks(c.load, chunks, c.chunk_calls);
-            let good: Vec<f64> = r
-                .chunks
-                .iter()
-                .filter(|k| k.concurrent())
-                .map(|k| k.ns_per_call)
-                .collect();
-            c.rounds
-                .push((!good.is_empty()).then(|| common::median(&good)));
-            c.concurrent.extend(good);
-            c.all.extend(r.chunks.iter().map(|k| k.ns_per_call));
+            c.series.record(&r);
             if let Some(w) = r.writer_interval() {
                 c.writer_interval.push(nanos(w));
             }
@@ -300,23 +276,15 @@ fn overhead(opts: &Opts, out: &mut Out) {
     let index: HashMap<(PathKind, Load), &Config> =
         configs.iter().map(|c| ((c.kind, c.load), c)).collect();
     for c in &configs {
-        out.ns(&format!("{}_{}", c.kind.name(), c.load.label()), c.ns());
+        out.ns(
+            &format!("{}_{}", c.kind.name(), c.load.label()),
+            c.series.ns(),
+        );
     }
-    // Median of per-round ratios (both sides of a pair ran within the same round), over
-    // rounds where both had concurrent chunks; else the ratio of the overall medians.
+    // Median of per-round ratios (both sides of a pair ran within the same round).
     let ratio = |a: PathKind, b: PathKind, load: Load| -> Option<f64> {
         let (a, b) = (index.get(&(a, load))?, index.get(&(b, load))?);
-        let paired: Vec<f64> = a
-            .rounds
-            .iter()
-            .zip(&b.rounds)
-            .filter_map(|(x, y)| Some((*x)? / (*y)?))
-            .collect();
-        Some(if paired.is_empty() {
-            a.ns() / b.ns()
-        } else {
-            common::median(&paired)
-        })
+        Some(a.series.ratio(&b.series))
     };
     let bg = PathKind::BlueGreen;
     for load in Load::ALL {
@@ -352,13 +320,16 @@ fn overhead(opts: &Opts, out: &mut Out) {
     for load in Load::ALL {
         let of_load = || configs.iter().filter(|c| c.load == load);
         let (good, all) = of_load().fold((0, 0), |(g, a), c| {
-            (g + c.concurrent.len(), a + c.all.len())
+            (g + c.series.concurrent_chunks(), a + c.series.chunks())
         });
         out.ratio(
             &format!("concurrent_share_{}", load.label()),
             good as f64 / all.max(1) as f64,
         );
-        let fewest = of_load().map(|c| c.concurrent.len()).min().unwrap_or(0);
+        let fewest = of_load()
+            .map(|c| c.series.concurrent_chunks())
+            .min()
+            .unwrap_or(0);
         out.count(
             &format!("concurrent_chunks_min_{}", load.label()),
             fewest as u64,
@@ -370,7 +341,7 @@ fn overhead(opts: &Opts, out: &mut Out) {
         let fewest = [a, b]
             .iter()
             .filter_map(|k| index.get(&(*k, tw)))
-            .map(|c| c.concurrent.len())
+            .map(|c| c.series.concurrent_chunks())
             .min()
             .unwrap_or(0);
         match ratio(a, b, tw) {
@@ -492,6 +463,11 @@ pub struct Series {
 }
 
 impl Series {
+    /// A round in which this configuration did not run.
+    fn skip_round(&mut self) {
+        self.rounds.push(None);
+    }
+
     fn record(&mut self, r: &common::RunResult) {
         let good: Vec<f64> = r
             .chunks
@@ -516,6 +492,10 @@ impl Series {
 
     fn concurrent_chunks(&self) -> usize {
         self.concurrent.len()
+    }
+
+    fn chunks(&self) -> usize {
+        self.all.len()
     }
 
     #[cfg_attr(not(feature = "onnx"), allow(dead_code))]
