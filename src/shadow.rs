@@ -25,7 +25,7 @@ use thread_local::ThreadLocal;
 
 use crate::model::Model;
 use crate::slot::Slot;
-use crate::stats::SlotStats;
+use crate::stats::{SlotStats, bump};
 use crate::validate::{Bound, Context, Validator, Verdict};
 
 /// How a candidate's answer compares with the live answer to the same request.
@@ -156,10 +156,6 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 struct Lane {
     mirrored: AtomicU64,
     dropped: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
 
 /// Results for one candidate, written by the worker only.

@@ -67,7 +67,7 @@ impl Default for Lane {
 /// Single-writer increment: the owning thread is the only writer, so a load and a store
 /// are enough, and they compile to plain moves instead of a locked `xadd`.
 #[inline]
-fn bump(counter: &AtomicU64) {
+pub(crate) fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
 

@@ -44,21 +44,23 @@ where
             Supervised::Done(value)
         }
         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(payload) => Supervised::Panicked(panic_message(payload.as_ref())),
+            Err(payload) => Supervised::Panicked(
+                panic_message(payload.as_ref())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned()),
+            ),
             Ok(()) => Supervised::Panicked("worker exited without a result".to_owned()),
         },
         Err(crossbeam_channel::RecvTimeoutError::Timeout) => Supervised::TimedOut,
     }
 }
 
-/// The text of a panic payload (`panic!("...")` gives `&str` or `String`).
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload (`panic!("...")` gives `&str` or `String`); `None` for
+/// other payloads, which each caller describes in its own terms.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<String> {
     if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        Some((*s).to_owned())
     } else {
-        "non-string panic payload".to_owned()
+        payload.downcast_ref::<String>().cloned()
     }
 }
 

@@ -821,7 +821,7 @@ where
             match panic::catch_unwind(AssertUnwindSafe(|| loader(target))) {
                 Ok(loaded) => loaded.map_err(Into::into),
                 Err(payload) => {
-                    Err(format!("the loader panicked: {}", panic_message(payload.as_ref())).into())
+                    Err(format!("the loader panicked: {}", no_message(payload.as_ref())).into())
                 }
             }
         });
@@ -924,19 +924,14 @@ where
         for f in &self.callbacks {
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(&event))) {
                 tracing::error!(target: "bluegreen::watch",
-                    panic = %panic_message(payload.as_ref()), "an on_event callback panicked");
+                    panic = %no_message(payload.as_ref()), "an on_event callback panicked");
             }
         }
         self.shared.lock().last_event = Some(event);
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_owned()
-    }
+/// The panic's message, or `(no message)`.
+fn no_message(payload: &(dyn std::any::Any + Send)) -> String {
+    crate::supervise::panic_message(payload).unwrap_or_else(|| "(no message)".to_owned())
 }

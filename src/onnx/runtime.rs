@@ -8,6 +8,7 @@ use ort::environment::Environment;
 use parking_lot::Mutex;
 
 use super::OnnxError;
+use crate::supervise::panic_message;
 
 /// The environment every bluegreen session is created in.
 static ENV: OnceLock<Environment> = OnceLock::new();
@@ -111,7 +112,8 @@ fn create_environment() -> Result<Environment, OnnxError> {
             reason: e.to_string(),
         }),
         Err(payload) => Err(OnnxError::RuntimeUnavailable {
-            reason: panic_message(payload.as_ref()),
+            reason: panic_message(payload.as_ref())
+                .unwrap_or_else(|| "ort panicked while initializing".to_string()),
         }),
     }
 }
@@ -178,14 +180,4 @@ fn looks_like_shared_library(path: &Path) -> Option<bool> {
                 | [0xca, 0xfe, 0xba, 0xbe]
         );
     Some(known)
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "ort panicked while initializing".to_string()
-    }
 }
