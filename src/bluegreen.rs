@@ -136,10 +136,14 @@ struct State<M: Model> {
 struct Standby<M: Model> {
     slot: Arc<Slot<M>>,
     state: SlotState,
-    /// The canary share, in basis points, while `state` is `Canary`.
+    /// Set exactly while `state` is `Canary`.
+    canary: Option<CanaryRun>,
+}
+
+/// A running canary: its share and the report it passed (kept for promotion).
+struct CanaryRun {
     basis_points: u32,
-    /// The report the candidate passed (kept for canary promotion).
-    validation: Option<ValidationReport>,
+    validation: ValidationReport,
 }
 
 impl<M: Model> Standby<M> {
@@ -147,8 +151,7 @@ impl<M: Model> Standby<M> {
         Self {
             slot,
             state,
-            basis_points: 0,
-            validation: None,
+            canary: None,
         }
     }
 }
@@ -373,11 +376,7 @@ impl<M: Model> BlueGreen<M> {
     #[inline]
     pub fn predict(&self, input: &M::Input) -> Result<M::Output, M::Error> {
         let inner = &*self.inner;
-        let out = inner.active.load().predict(input);
-        if let (Some(shadow), Ok(answer)) = (&inner.shadow, &out) {
-            shadow.offer(input, answer);
-        }
-        out
+        inner.mirrored(input, inner.active.load().predict(input))
     }
 
     /// Runs the model this request `key` is routed to: the session's pinned version (with
@@ -406,47 +405,39 @@ impl<M: Model> BlueGreen<M> {
         let inner = &*self.inner;
         let active = inner.active.load();
         let canary = inner.canary.load();
-        if canary.is_none() && inner.sessions.is_none() {
-            drop(canary);
-            let out = active.predict(input);
-            if let (Some(shadow), Ok(answer)) = (&inner.shadow, &out) {
-                shadow.offer(input, answer);
-            }
-            return out;
-        }
-        let hash = routing::key_hash(key.as_ref());
-        let routed: &Slot<M> = match canary.as_deref() {
-            Some(c) if routing::bucket(hash) < c.basis_points => &c.slot,
-            _ => &active,
-        };
         let previous;
-        let slot: &Slot<M> = match &inner.sessions {
-            None => routed,
-            Some(sessions) => {
-                let now = Instant::now();
-                previous = inner.previous.load();
-                let candidates = [
-                    Some(&**active),
-                    canary.as_deref().map(|c| &*c.slot),
-                    previous.as_deref(),
-                ];
-                let pinned = sessions
-                    .pinned(hash, now)
-                    .and_then(|g| candidates.into_iter().flatten().find(|s| s.generation == g));
-                match pinned {
-                    Some(s) => s,
-                    None => {
-                        sessions.pin(hash, routed.generation, now);
-                        routed
+        let slot: &Slot<M> = if canary.is_none() && inner.sessions.is_none() {
+            &active
+        } else {
+            let hash = routing::key_hash(key.as_ref());
+            let routed: &Slot<M> = match canary.as_deref() {
+                Some(c) if routing::bucket(hash) < c.basis_points => &c.slot,
+                _ => &active,
+            };
+            match &inner.sessions {
+                None => routed,
+                Some(sessions) => {
+                    let now = Instant::now();
+                    previous = inner.previous.load();
+                    let candidates = [
+                        Some(&**active),
+                        canary.as_deref().map(|c| &*c.slot),
+                        previous.as_deref(),
+                    ];
+                    let pinned = sessions
+                        .pinned(hash, now)
+                        .and_then(|g| candidates.into_iter().flatten().find(|s| s.generation == g));
+                    match pinned {
+                        Some(s) => s,
+                        None => {
+                            sessions.pin(hash, routed.generation, now);
+                            routed
+                        }
                     }
                 }
             }
         };
-        let out = slot.predict(input);
-        if let (Some(shadow), Ok(answer)) = (&inner.shadow, &out) {
-            shadow.offer(input, answer);
-        }
-        out
+        inner.mirrored(input, slot.predict(input))
     }
 
     /// Pins the active model, for several calls on one version (request-level affinity).
@@ -647,8 +638,10 @@ impl<M: Model> BlueGreen<M> {
         let mut st = inner.state.lock();
         if let Some(s) = st.standby.as_mut() {
             s.state = SlotState::Canary;
-            s.basis_points = basis_points;
-            s.validation = Some(report.clone());
+            s.canary = Some(CanaryRun {
+                basis_points,
+                validation: report.clone(),
+            });
         }
         st.last_validation = Some(report.clone());
         st.last_change = SystemTime::now();
@@ -671,7 +664,9 @@ impl<M: Model> BlueGreen<M> {
         let _admin = inner.admin.lock();
         let mut st = inner.state.lock();
         match st.standby.as_mut() {
-            Some(s) if s.state == SlotState::Canary => s.basis_points = basis_points,
+            Some(Standby {
+                canary: Some(c), ..
+            }) => c.basis_points = basis_points,
             other => {
                 return Err(Error::NoCanary {
                     standby: other.map(|s| s.state),
@@ -693,12 +688,11 @@ impl<M: Model> BlueGreen<M> {
         let (candidate, report) = {
             let st = inner.state.lock();
             match &st.standby {
-                Some(s) if s.state == SlotState::Canary => (
-                    Arc::clone(&s.slot),
-                    s.validation
-                        .clone()
-                        .unwrap_or_else(|| empty_report(&s.slot, &inner.active.load())),
-                ),
+                Some(Standby {
+                    slot,
+                    canary: Some(c),
+                    ..
+                }) => (Arc::clone(slot), c.validation.clone()),
                 other => {
                     return Err(Error::NoCanary {
                         standby: other.as_ref().map(|s| s.state),
@@ -716,9 +710,9 @@ impl<M: Model> BlueGreen<M> {
         let _admin = inner.admin.lock();
         let mut st = inner.state.lock();
         let version = match st.standby.as_mut() {
-            Some(s) if s.state == SlotState::Canary => {
+            Some(s) if s.canary.is_some() => {
                 s.state = SlotState::Failed;
-                s.basis_points = 0;
+                s.canary = None;
                 s.slot.version.to_string()
             }
             other => {
@@ -801,8 +795,8 @@ impl<M: Model> BlueGreen<M> {
         let canary_percent = st
             .standby
             .as_ref()
-            .filter(|s| s.state == SlotState::Canary)
-            .map(|s| f64::from(s.basis_points) / 100.0);
+            .and_then(|s| s.canary.as_ref())
+            .map(|c| f64::from(c.basis_points) / 100.0);
         Status {
             active: active_status,
             standby,
@@ -822,6 +816,19 @@ impl<M: Model> BlueGreen<M> {
 }
 
 impl<M: Model> Inner<M> {
+    /// Offers a successful call to the shadow (when configured) and passes its answer on.
+    #[inline]
+    fn mirrored(
+        &self,
+        input: &M::Input,
+        out: std::result::Result<M::Output, M::Error>,
+    ) -> std::result::Result<M::Output, M::Error> {
+        if let (Some(shadow), Ok(answer)) = (&self.shadow, &out) {
+            shadow.offer(input, answer);
+        }
+        out
+    }
+
     /// Refuses operations that would retire the standby while it is a rollback target
     /// under a bake, or a running canary.
     fn refuse_if_busy(&self) -> Result<()> {
@@ -1046,11 +1053,12 @@ impl<M: Model> Inner<M> {
             self.previous
                 .store(with(&[SlotState::Previous]).map(|s| Arc::clone(&s.slot)));
         }
-        let canary = with(&[SlotState::Canary]).map(|s| {
-            Arc::new(CanaryRoute {
+        let canary = standby.and_then(|s| {
+            let run = s.canary.as_ref()?;
+            Some(Arc::new(CanaryRoute {
                 slot: Arc::clone(&s.slot),
-                basis_points: s.basis_points,
-            })
+                basis_points: run.basis_points,
+            }))
         });
         if canary.is_some() || self.canary.load().is_some() {
             self.canary.store(canary);
@@ -1313,16 +1321,5 @@ fn slot_status<M: Model>(slot: &Slot<M>, state: SlotState, holders: Option<u64>)
         outcomes: (t.outcomes_ok, t.outcomes()),
         loaded_at: slot.loaded_at,
         info: slot.info.clone(),
-    }
-}
-
-/// A report for a canary promoted without a recorded validation (cannot normally happen).
-fn empty_report<M: Model>(candidate: &Slot<M>, live: &Slot<M>) -> ValidationReport {
-    ValidationReport {
-        candidate: candidate.version.to_string(),
-        live: live.version.to_string(),
-        checks: Vec::new(),
-        elapsed: Duration::ZERO,
-        finished_at: SystemTime::now(),
     }
 }
