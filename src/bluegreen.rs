@@ -424,16 +424,10 @@ impl<M: Model> BlueGreen<M> {
                         canary.as_deref().map(|c| &*c.slot),
                         previous.as_deref(),
                     ];
-                    let pinned = sessions
-                        .pinned(hash, now)
-                        .and_then(|g| candidates.into_iter().flatten().find(|s| s.generation == g));
-                    match pinned {
-                        Some(s) => s,
-                        None => {
-                            sessions.pin(hash, routed.generation, now);
-                            routed
-                        }
-                    }
+                    let loaded =
+                        |g: u64| candidates.into_iter().flatten().find(|s| s.generation == g);
+                    let g = sessions.route(hash, now, |g| loaded(g).is_some(), routed.generation);
+                    loaded(g).unwrap_or(routed)
                 }
             }
         };

@@ -96,8 +96,30 @@ impl Sessions {
         &self.shards[(hash >> 58) as usize % SHARDS]
     }
 
+    /// Routes a session: the generation it is pinned to, if the pin is within its grace
+    /// and `loaded(generation)` still holds; otherwise pins it to `routed` from `now` on
+    /// and returns that. One lock either way.
+    pub(crate) fn route(
+        &self,
+        hash: u64,
+        now: Instant,
+        loaded: impl Fn(u64) -> bool,
+        routed: u64,
+    ) -> u64 {
+        let mut shard = self.shard(hash).lock();
+        if let Some(p) = shard.get(&hash)
+            && now.duration_since(p.since) < self.grace
+            && loaded(p.generation)
+        {
+            return p.generation;
+        }
+        self.insert(&mut shard, hash, routed, now);
+        routed
+    }
+
     /// The generation this session is pinned to, if the pin is still within its grace.
-    pub(crate) fn pinned(&self, hash: u64, now: Instant) -> Option<u64> {
+    #[cfg(test)]
+    fn pinned(&self, hash: u64, now: Instant) -> Option<u64> {
         let shard = self.shard(hash).lock();
         shard
             .get(&hash)
@@ -106,8 +128,14 @@ impl Sessions {
     }
 
     /// Pins the session to `generation` from `now` on.
-    pub(crate) fn pin(&self, hash: u64, generation: u64, now: Instant) {
-        let mut shard = self.shard(hash).lock();
+    #[cfg(test)]
+    fn pin(&self, hash: u64, generation: u64, now: Instant) {
+        self.insert(&mut self.shard(hash).lock(), hash, generation, now);
+    }
+
+    /// Pins under the shard's lock, evicting expired sessions when the shard is full; a
+    /// shard still full after that does not pin.
+    fn insert(&self, shard: &mut HashMap<u64, Pin>, hash: u64, generation: u64, now: Instant) {
         if shard.len() >= self.per_shard && !shard.contains_key(&hash) {
             let grace = self.grace;
             shard.retain(|_, p| now.duration_since(p.since) < grace);
