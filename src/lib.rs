@@ -87,6 +87,7 @@ mod bluegreen;
 mod error;
 pub mod gates;
 mod golden;
+mod lanes;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;

@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Sender, TrySendError};
-use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
-use thread_local::ThreadLocal;
 
+use crate::lanes::Lanes;
 use crate::model::Model;
 use crate::slot::Slot;
 use crate::stats::{SlotStats, bump};
@@ -186,7 +185,7 @@ pub(crate) struct ShadowRuntime<M: Model> {
     summarize: Arc<Summarize<M>>,
     tx: Option<Sender<Job<M>>>,
     target: Arc<ArcSwapOption<Slot<M>>>,
-    lanes: ThreadLocal<CachePadded<Lane>>,
+    lanes: Lanes<Lane>,
     tally: Arc<Mutex<Option<Tally>>>,
     worker: Option<JoinHandle<()>>,
     /// Disconnects when the worker ends.
@@ -280,7 +279,7 @@ impl<M: Model> ShadowRuntime<M> {
             summarize: config.summarize,
             tx: Some(tx),
             target,
-            lanes: ThreadLocal::new(),
+            lanes: Lanes::default(),
             tally,
             worker: Some(worker),
             exited,
@@ -299,7 +298,8 @@ impl<M: Model> ShadowRuntime<M> {
             None => return,
         };
         let Some(tx) = &self.tx else { return };
-        let lane = self.lanes.get_or_default();
+        // Not even counted while this thread is being torn down (see `Lanes::get`).
+        let Some(lane) = self.lanes.get() else { return };
         // Don't copy a request the queue cannot take (the `Full` arm below still covers a
         // worker that falls behind between this check and the send).
         if tx.is_full() {

@@ -40,7 +40,7 @@ impl<M: Model> Slot<M> {
     }
 
     /// The hot path: one counted call on this model.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn predict(&self, input: &M::Input) -> Result<M::Output, M::Error> {
         if self.timed {
             return self.predict_timed(input);

@@ -2,16 +2,18 @@
 //!
 //! A single shared in-flight counter would cost every call a contended read-modify-write
 //! (~200 ns at two threads on our test machines, against ~15 ns for the whole arc-swap
-//! load). Instead every thread owns a cache-padded lane of counters per slot; only that
-//! thread ever writes it, with plain load + store (no locked instruction). Readers of the
+//! load). Instead every thread owns a cache-padded lane of counters per slot
+//! ([`crate::lanes::Lanes`]); only that thread ever writes it, with plain load +
+//! store (no locked instruction). Readers of the
 //! numbers ([`status`](crate::BlueGreen::status)) sum the lanes. The sum is a snapshot, not
 //! a linearizable count, which is what a status page needs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
-use thread_local::ThreadLocal;
+use std::sync::OnceLock;
+
+use crate::lanes::Lanes;
 
 /// Latency buckets: 16 exact nanosecond buckets, then 8 per power of two up to 2^40 ns
 /// (~18 minutes). A bucket's upper bound overstates a value by at most 1/8 (12.5 %).
@@ -42,25 +44,26 @@ fn bucket_upper(bucket: usize) -> u64 {
 }
 
 /// One thread's counters for one slot. Written only by the owning thread.
+#[derive(Default)]
 struct Lane {
     started: AtomicU64,
     finished: AtomicU64,
     failed: AtomicU64,
     outcomes_ok: AtomicU64,
     outcomes_bad: AtomicU64,
-    latency: [AtomicU64; BUCKETS],
+    /// Allocated on the first timed call (2.5 KiB; most slots never time their calls).
+    latency: OnceLock<Box<[AtomicU64; BUCKETS]>>,
 }
 
-impl Default for Lane {
-    fn default() -> Self {
-        Self {
-            started: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            outcomes_ok: AtomicU64::new(0),
-            outcomes_bad: AtomicU64::new(0),
-            latency: [const { AtomicU64::new(0) }; BUCKETS],
-        }
+impl Lane {
+    fn latency(&self) -> &[AtomicU64; BUCKETS] {
+        self.latency
+            .get_or_init(|| Box::new([const { AtomicU64::new(0) }; BUCKETS]))
+    }
+
+    fn took(&self, elapsed: Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        bump(&self.latency()[bucket_of(ns)]);
     }
 }
 
@@ -74,7 +77,7 @@ pub(crate) fn bump(counter: &AtomicU64) {
 /// Counters of one slot, striped per thread.
 #[derive(Default)]
 pub(crate) struct SlotStats {
-    lanes: ThreadLocal<CachePadded<Lane>>,
+    lanes: Lanes<Lane>,
 }
 
 /// Totals over all threads at one moment.
@@ -131,37 +134,41 @@ impl Histogram {
 
 impl SlotStats {
     /// Records the start of a call; the returned guard records its end when dropped
-    /// (also when the model panics).
+    /// (also when the model panics). A call made while its thread is being torn down (from
+    /// a thread-local destructor, after this crate's own) is not counted.
     #[inline]
     pub(crate) fn enter(&self) -> CallGuard<'_> {
-        let lane = self.lanes.get_or_default();
-        bump(&lane.started);
+        let lane = self.lanes.get();
+        if let Some(lane) = lane {
+            bump(&lane.started);
+        }
         CallGuard { lane }
     }
 
     /// Records how long a finished call took (only slots that time their calls do).
     #[inline]
     pub(crate) fn record_latency(&self, elapsed: Duration) {
-        let lane = self.lanes.get_or_default();
-        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        bump(&lane.latency[bucket_of(ns)]);
+        if let Some(lane) = self.lanes.get() {
+            lane.took(elapsed);
+        }
     }
 
     /// Records an application-reported outcome (e.g. a delayed label matched or not).
     pub(crate) fn record_outcome(&self, ok: bool) {
-        let lane = self.lanes.get_or_default();
-        bump(if ok {
-            &lane.outcomes_ok
-        } else {
-            &lane.outcomes_bad
-        });
+        if let Some(lane) = self.lanes.get() {
+            bump(if ok {
+                &lane.outcomes_ok
+            } else {
+                &lane.outcomes_bad
+            });
+        }
     }
 
     /// The latency distribution over all threads.
     pub(crate) fn latency(&self) -> Histogram {
         let mut counts = vec![0u64; BUCKETS];
-        for lane in self.lanes.iter() {
-            for (c, b) in counts.iter_mut().zip(&lane.latency) {
+        for latency in self.lanes.iter().filter_map(|lane| lane.latency.get()) {
+            for (c, b) in counts.iter_mut().zip(latency.iter()) {
                 *c += b.load(Ordering::Acquire);
             }
         }
@@ -190,28 +197,34 @@ impl SlotStats {
 
 /// Marks one running call; records its end on drop.
 pub(crate) struct CallGuard<'a> {
-    lane: &'a Lane,
+    /// `None`: the call is not counted (thread teardown, see [`SlotStats::enter`]).
+    lane: Option<&'a Lane>,
 }
 
 impl CallGuard<'_> {
     /// Counts the call as failed (it still counts as finished when dropped).
     #[inline]
     pub(crate) fn failed(&self) {
-        bump(&self.lane.failed);
+        if let Some(lane) = self.lane {
+            bump(&lane.failed);
+        }
     }
 
     /// Records how long the call took.
     #[inline]
     pub(crate) fn took(&self, elapsed: Duration) {
-        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        bump(&self.lane.latency[bucket_of(ns)]);
+        if let Some(lane) = self.lane {
+            lane.took(elapsed);
+        }
     }
 }
 
 impl Drop for CallGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        bump(&self.lane.finished);
+        if let Some(lane) = self.lane {
+            bump(&lane.finished);
+        }
     }
 }
 
