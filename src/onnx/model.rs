@@ -446,6 +446,13 @@ impl Model for OnnxModel {
     type Error = OnnxError;
 
     fn predict(&self, input: &Inputs) -> Result<Outputs, OnnxError> {
+        // The common case, one tensor for a one-input model, without the general resolution.
+        if let ([spec], [(InputKey::Only, tensor)]) = (&*self.inputs, &*input.entries) {
+            check(spec, tensor)?;
+            let prepared = Prepared::new(tensor);
+            let values = [prepared.value()?];
+            return self.with_slot(|slot| run_values(slot, &values));
+        }
         let resolved = self.resolve(input)?;
         with_values(&resolved, |values| {
             self.with_slot(|slot| run_values(slot, values))
