@@ -217,6 +217,42 @@ mod tests {
     }
 
     #[test]
+    fn threads_past_the_first_lanes_get_lanes_of_their_own() {
+        // 100 threads alive at once need 100 distinct indices, so at least 36 of them land
+        // in the buckets past the first 64 lanes.
+        const THREADS: usize = 100;
+        let lanes: Arc<Lanes<AtomicU64>> = Arc::default();
+        let all_alive = Arc::new(std::sync::Barrier::new(THREADS));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (lanes, all_alive) = (Arc::clone(&lanes), Arc::clone(&all_alive));
+                std::thread::spawn(move || {
+                    all_alive.wait();
+                    let mine = lanes.get().unwrap();
+                    for _ in 0..100 {
+                        mine.store(mine.load(Ordering::Relaxed) + 1, Ordering::Release);
+                    }
+                    all_alive.wait(); // nobody exits (and frees its index) before all counted
+                    std::ptr::from_ref(mine) as usize
+                })
+            })
+            .collect();
+        let distinct: std::collections::HashSet<usize> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            distinct.len(),
+            THREADS,
+            "two live threads were given one lane"
+        );
+        assert!(
+            lanes.iter().count() > FIRST,
+            "no bucket past the first lanes"
+        );
+        let sum: u64 = lanes.iter().map(|l| l.load(Ordering::Acquire)).sum();
+        assert_eq!(sum, (THREADS * 100) as u64, "two threads shared a lane");
+    }
+
+    #[test]
     fn an_exited_threads_index_and_lane_go_to_the_next_thread() {
         let lanes: Arc<Lanes<AtomicU64>> = Arc::default();
         // Sequential threads: each exits before the next starts, so each finds the index
