@@ -15,11 +15,12 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use common::{CYCLE_PARTS, Trivial, admin_cycle, trivial_deployment, with_busy_readers};
+use common::{
+    CYCLE_PARTS, Trivial, admin_cycle, trivial_deployment, with_busy_readers, with_readers_running,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn swap(c: &mut Criterion) {
@@ -55,16 +56,10 @@ fn swap(c: &mut Criterion) {
 
 /// Times `iters` raw `ArcSwap::swap` calls while `readers` threads `load()` the cell.
 fn raw_swaps(cell: &ArcSwap<Trivial>, readers: usize, iters: u64) -> Duration {
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        for _ in 0..readers {
-            let stop = &stop;
-            s.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    black_box(cell.load().tag);
-                }
-            });
-        }
+    let read = || {
+        black_box(cell.load().tag);
+    };
+    with_readers_running(readers, read, || {
         let mut total = Duration::ZERO;
         for tag in 0..iters {
             let new = Arc::new(Trivial { tag });
@@ -73,7 +68,6 @@ fn raw_swaps(cell: &ArcSwap<Trivial>, readers: usize, iters: u64) -> Duration {
             total += started.elapsed();
             drop(old);
         }
-        stop.store(true, Ordering::Relaxed);
         total
     })
 }

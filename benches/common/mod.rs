@@ -943,15 +943,27 @@ pub fn with_busy_readers<M, R>(
 where
     M: Model,
 {
+    with_readers_running(
+        readers,
+        || {
+            for _ in 0..64 {
+                let _ = black_box(bg.predict(black_box(input)));
+            }
+        },
+        f,
+    )
+}
+
+/// Runs `f` while `readers` threads call `read` in a loop (checking for the end between
+/// calls).
+pub fn with_readers_running<R>(readers: usize, read: impl Fn() + Sync, f: impl FnOnce() -> R) -> R {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..readers {
-            let stop = &stop;
+            let (stop, read) = (&stop, &read);
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..64 {
-                        let _ = black_box(bg.predict(black_box(input)));
-                    }
+                    read();
                 }
             });
         }
