@@ -469,16 +469,11 @@ impl Series {
     }
 
     fn record(&mut self, r: &common::RunResult) {
-        let good: Vec<f64> = r
-            .chunks
-            .iter()
-            .filter(|k| k.concurrent())
-            .map(|k| k.ns_per_call)
-            .collect();
+        let good = r.concurrent_ns();
         self.rounds
             .push((!good.is_empty()).then(|| common::median(&good)));
         self.concurrent.extend(good);
-        self.all.extend(r.chunks.iter().map(|k| k.ns_per_call));
+        self.all.extend(r.all_ns());
     }
 
     /// ns per call per thread: median over concurrent chunks (all chunks if none was).

@@ -438,16 +438,11 @@ pub fn charged_with(
     let mut all = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
         let r = run(chunks, chunk_calls);
-        let good: Vec<f64> = r
-            .chunks
-            .iter()
-            .filter(|c| c.concurrent())
-            .map(|c| c.ns_per_call)
-            .collect();
+        let good = r.concurrent_ns();
         if !good.is_empty() {
             return per_call_to_total(median(&good), iters);
         }
-        all.extend(r.chunks.iter().map(|c| c.ns_per_call));
+        all.extend(r.all_ns());
     }
     per_call_to_total(median(&all), iters)
 }
@@ -554,28 +549,14 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// The chunks that count: the concurrent ones, or all of them if none was.
-    pub fn counted(&self) -> Vec<&Chunk> {
-        let good: Vec<&Chunk> = self.chunks.iter().filter(|c| c.concurrent()).collect();
-        if good.is_empty() {
-            self.chunks.iter().collect()
-        } else {
-            good
-        }
+    /// ns per call of the chunks in which the readers really ran concurrently.
+    pub fn concurrent_ns(&self) -> Vec<f64> {
+        let good = self.chunks.iter().filter(|c| c.concurrent());
+        good.map(|c| c.ns_per_call).collect()
     }
-    /// Share of chunks in which the readers really ran concurrently.
-    pub fn concurrent_share(&self) -> f64 {
-        let good = self.chunks.iter().filter(|c| c.concurrent()).count();
-        good as f64 / self.chunks.len().max(1) as f64
-    }
-    /// ns per call per reader thread: median over the counted chunks.
-    pub fn ns_per_call(&self) -> f64 {
-        let xs: Vec<f64> = self.counted().iter().map(|c| c.ns_per_call).collect();
-        median(&xs)
-    }
-    /// Per-call ns of every counted chunk (to pool across runs).
-    pub fn counted_ns(&self) -> Vec<f64> {
-        self.counted().iter().map(|c| c.ns_per_call).collect()
+    /// ns per call of every chunk.
+    pub fn all_ns(&self) -> Vec<f64> {
+        self.chunks.iter().map(|c| c.ns_per_call).collect()
     }
     /// Achieved mean interval between writes, if a writer ran.
     pub fn writer_interval(&self) -> Option<Duration> {
