@@ -13,7 +13,7 @@ use crate::model::Model;
 use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 use crate::retire::Retirer;
 use crate::routing::{self, Affinity, Sessions};
-use crate::schema::ModelInfo;
+use crate::model::ModelInfo;
 use crate::shadow::{Shadow, ShadowRuntime};
 use crate::slot::Slot;
 use crate::status::{SlotState, SlotStatus, Status};

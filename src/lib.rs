@@ -96,7 +96,7 @@ mod report;
 pub mod repository;
 mod retire;
 pub mod routing;
-mod schema;
+
 #[cfg(feature = "serde")]
 mod serde_util;
 pub mod shadow;
@@ -118,7 +118,7 @@ pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
 pub use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 pub use crate::repository::Repository;
 pub use crate::routing::Affinity;
-pub use crate::schema::{Dim, ElementType, ModelInfo, TensorSpec};
+pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
 pub use crate::status::{SlotState, SlotStatus, Status};
 pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};

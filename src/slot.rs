@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::bake::Observed;
 use crate::model::Model;
-use crate::schema::ModelInfo;
+use crate::model::ModelInfo;
 use crate::stats::{Histogram, SlotStats, Totals};
 
 /// One loaded model as bluegreen holds it. Shared by `Arc`; the active one lives in the

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use std::time::Duration;
 
 use crate::bake::{AutoRollback, BakeStatus};
-use crate::schema::ModelInfo;
+use crate::model::ModelInfo;
 use crate::shadow::ShadowStatus;
 use crate::validate::ValidationReport;
 

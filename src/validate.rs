@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::model::Model;
-use crate::schema::ModelInfo;
+use crate::model::ModelInfo;
 use crate::shadow::ShadowStatus;
 use crate::slot::Slot;
 use crate::supervise::{self, Supervised};

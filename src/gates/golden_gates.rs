@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use super::{Binding, Predictions, accuracy};
 use crate::golden::GoldenSet;
 use crate::model::Model;
-use crate::schema::ModelInfo;
+use crate::model::ModelInfo;
 use crate::validate::{Bound, Context, Validator, Verdict};
 
 /// How many evaluated models the cache keeps (candidate and live, with room to spare).

@@ -29,7 +29,7 @@ mod schema;
 use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::model::Model;
-use crate::schema::ModelInfo;
+use crate::model::ModelInfo;
 
 pub use golden_gates::{
     AccuracyGate, AgreementGate, ExpectedOutputsGate, GoldenGates, RegressionGate,

@@ -1,7 +1,7 @@
 //! The schema gate: the candidate must accept exactly what the service feeds.
 
 use crate::model::Model;
-use crate::schema::{Dim, ModelInfo, TensorSpec};
+use crate::model::{Dim, ModelInfo, TensorSpec};
 use crate::validate::{Bound, Context, Validator, Verdict};
 
 /// Gate: every tensor the service feeds is a declared input of the candidate with the same
@@ -168,7 +168,7 @@ impl<M: Model> Validator<M> for SchemaGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::ElementType;
+    use crate::model::ElementType;
 
     fn info(name: &str, width: usize, schema: &str) -> ModelInfo {
         let mut m = ModelInfo {

@@ -1,6 +1,6 @@
 //! The [`Model`] trait: what bluegreen needs from a loaded model.
 
-use crate::schema::ModelInfo;
+use super::ModelInfo;
 
 /// A loaded, ready-to-serve model.
 ///
