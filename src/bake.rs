@@ -14,6 +14,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::slot::Observed;
+
 /// What a bake window watches and for how long; see the [module docs](self).
 ///
 /// ```
@@ -200,34 +202,6 @@ impl Bake {
     /// Whether the window is over.
     pub(crate) fn passed(&self, elapsed: Duration, now: &Observed) -> bool {
         elapsed >= self.duration && now.requests >= self.min_requests
-    }
-}
-
-/// What a model showed, for the bake's judgement.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Observed {
-    pub(crate) requests: u64,
-    pub(crate) errors: u64,
-    pub(crate) p99: Option<Duration>,
-    pub(crate) outcomes: u64,
-    pub(crate) outcomes_ok: u64,
-}
-
-impl Observed {
-    fn error_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 / self.requests as f64
-        }
-    }
-
-    fn outcome_success(&self) -> f64 {
-        if self.outcomes == 0 {
-            1.0
-        } else {
-            self.outcomes_ok as f64 / self.outcomes as f64
-        }
     }
 }
 

@@ -88,7 +88,7 @@ mod bluegreen;
 mod error;
 pub mod gates;
 mod golden;
-mod lanes;
+
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
@@ -101,7 +101,7 @@ pub mod routing;
 mod serde_util;
 pub mod shadow;
 mod slot;
-mod stats;
+
 mod status;
 mod supervise;
 pub mod validate;
@@ -113,12 +113,12 @@ pub use crate::bluegreen::{Active, BlueGreen, Builder};
 pub use crate::error::{Error, Result};
 pub use crate::golden::{GoldenError, GoldenSet, NpzSpec};
 pub use crate::model::Model;
+pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
 pub use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 pub use crate::repository::Repository;
 pub use crate::routing::Affinity;
-pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
 pub use crate::status::{SlotState, SlotStatus, Status};
 pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};

@@ -21,10 +21,10 @@ use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 
-use crate::lanes::Lanes;
 use crate::model::Model;
+use crate::slot::Lanes;
 use crate::slot::Slot;
-use crate::stats::{SlotStats, bump};
+use crate::slot::{SlotStats, bump};
 use crate::validate::{Bound, Context, Validator, Verdict};
 
 /// How a candidate's answer compares with the live answer to the same request.

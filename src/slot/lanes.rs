@@ -1,7 +1,7 @@
 //! Per-thread lanes: one cache-padded value per thread, written only by that thread and
 //! read by anyone.
 //!
-//! This is what keeps request counters off shared cache lines (see [`crate::stats`]). It
+//! This is what keeps request counters off shared cache lines (see [`super::stats`]). It
 //! does what the `thread_local` crate's `ThreadLocal` does, shaped for the one lookup per
 //! `predict`: the calling thread's index is a plain `Cell<usize>` in a `thread_local!`
 //! without a destructor, which compiles to one `%fs`-relative load inlined into the caller,

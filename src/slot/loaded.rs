@@ -1,12 +1,11 @@
-//! A loaded model together with its identity and counters: the unit that is swapped.
+//! [`Slot`]: a loaded model together with its identity and counters — the unit that is
+//! swapped — and [`Observed`], what it has shown so far.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::bake::Observed;
-use crate::model::Model;
-use crate::model::ModelInfo;
-use crate::stats::{Histogram, SlotStats, Totals};
+use super::stats::{Histogram, SlotStats, Totals};
+use crate::model::{Model, ModelInfo};
 
 /// One loaded model as bluegreen holds it. Shared by `Arc`; the active one lives in the
 /// `ArcSwap`, the standby one in the admin state.
@@ -88,6 +87,34 @@ impl<M: Model> Slot<M> {
             },
             outcomes: t.outcomes(),
             outcomes_ok: t.outcomes_ok,
+        }
+    }
+}
+
+/// What a model showed, for the bake's judgement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Observed {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) p99: Option<Duration>,
+    pub(crate) outcomes: u64,
+    pub(crate) outcomes_ok: u64,
+}
+
+impl Observed {
+    pub(crate) fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+
+    pub(crate) fn outcome_success(&self) -> f64 {
+        if self.outcomes == 0 {
+            1.0
+        } else {
+            self.outcomes_ok as f64 / self.outcomes as f64
         }
     }
 }

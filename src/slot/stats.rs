@@ -3,7 +3,7 @@
 //! A single shared in-flight counter would cost every call a contended read-modify-write
 //! (~40 ns at two threads on our 2-core test machine, ~200 ns on others, against ~4.5 ns
 //! for the whole arc-swap load). Instead every thread owns a cache-padded lane of counters
-//! per slot ([`crate::lanes::Lanes`]); only that thread ever writes it, with plain load +
+//! per slot ([`Lanes`]); only that thread ever writes it, with plain load +
 //! store (no locked instruction). Readers of the numbers
 //! ([`status`](crate::BlueGreen::status)) sum the lanes. The sum is a snapshot, not a
 //! linearizable count, which is what a status page needs.
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::lanes::Lanes;
+use super::lanes::Lanes;
 
 /// Latency buckets: 16 exact nanosecond buckets, then 8 per power of two up to 2^40 ns
 /// (~18 minutes). A bucket's upper bound overstates a value by at most 1/8 (12.5 %).
