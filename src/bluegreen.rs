@@ -17,8 +17,8 @@ use crate::routing::{self, Affinity, Sessions};
 use crate::shadow::{Shadow, ShadowRuntime};
 use crate::slot::Slot;
 use crate::status::{SlotState, SlotStatus, Status};
-use crate::supervise::{self, Supervised};
-use crate::validate::{self, ValidationReport, Validator};
+use crate::validation::supervise::{self, Supervised};
+use crate::validation::validate::{ValidationReport, Validator};
 
 /// Longest accepted version label, in bytes.
 const MAX_VERSION_LEN: usize = 256;
@@ -1105,7 +1105,7 @@ impl<M: Model> Inner<M> {
             .as_ref()
             .and_then(ShadowRuntime::status)
             .filter(|s| s.version == *candidate.version);
-        let report = validate::run_all(
+        let report = crate::validation::run_all(
             &self.config.validators,
             candidate,
             &live,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::status::SlotState;
-use crate::validate::ValidationReport;
+use crate::validation::validate::ValidationReport;
 
 /// Why an admin operation was refused. The live model keeps serving in every case.
 #[derive(Debug, thiserror::Error)]

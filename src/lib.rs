@@ -86,8 +86,6 @@
 pub mod bake;
 mod bluegreen;
 mod error;
-pub mod gates;
-mod golden;
 
 mod model;
 #[cfg(feature = "onnx")]
@@ -103,15 +101,13 @@ pub mod shadow;
 mod slot;
 
 mod status;
-mod supervise;
-pub mod validate;
+mod validation;
 #[cfg(feature = "watch")]
 pub mod watch;
 
 pub use crate::bake::{AutoRollback, Bake, BakeStatus};
 pub use crate::bluegreen::{Active, BlueGreen, Builder};
 pub use crate::error::{Error, Result};
-pub use crate::golden::{GoldenError, GoldenSet, NpzSpec};
 pub use crate::model::Model;
 pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]
@@ -121,7 +117,8 @@ pub use crate::repository::Repository;
 pub use crate::routing::Affinity;
 pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
 pub use crate::status::{SlotState, SlotStatus, Status};
-pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
+pub use crate::validation::validate::{Check, CheckStatus, ValidationReport, Validator};
+pub use crate::validation::{GoldenError, GoldenSet, NpzSpec, gates, validate};
 #[cfg(feature = "watch")]
 pub use crate::watch::{WatchPolicy, Watcher};
 

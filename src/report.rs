@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::validate::ValidationReport;
+use crate::validation::validate::ValidationReport;
 
 /// The result of [`BlueGreen::stage`](crate::BlueGreen::stage).
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]

@@ -22,10 +22,10 @@ use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::model::Model;
-use crate::slot::Lanes;
-use crate::slot::Slot;
-use crate::slot::{SlotStats, bump};
-use crate::validate::{Bound, Context, Validator, Verdict};
+use crate::slot::{Lanes, Slot, SlotStats, bump};
+
+pub use crate::validation::ShadowStatus;
+pub use crate::validation::gates::shadow::ShadowGate;
 
 /// How a candidate's answer compares with the live answer to the same request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,30 +121,6 @@ impl<M: Model> Shadow<M> {
         self.capacity = capacity.max(1);
         self
     }
-}
-
-/// Shadow results for the staged candidate, in [`Status::shadow`](crate::Status::shadow).
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShadowStatus {
-    /// The candidate being shadowed.
-    pub version: String,
-    /// Copies queued for it.
-    pub mirrored: u64,
-    /// Copies dropped because the queue was full.
-    pub dropped: u64,
-    /// Copies the candidate answered and that were compared.
-    pub compared: u64,
-    /// Copies the candidate failed on.
-    pub errors: u64,
-    /// Share of compared answers that agreed (1 with none compared).
-    pub agreement: f64,
-    /// Mean of [`Comparison::abs_diff`] over compared answers.
-    pub mean_abs_diff: f64,
-    /// The candidate's median latency on mirrored calls.
-    pub p50: Option<Duration>,
-    /// The candidate's p99 latency on mirrored calls.
-    pub p99: Option<Duration>,
 }
 
 /// How long shutdown waits for the worker to finish its current mirrored call.
@@ -417,68 +393,5 @@ impl<M: Model> ShadowRuntime<M> {
 impl<M: Model> Drop for ShadowRuntime<M> {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Gate: the candidate must have agreed with the live model on at least `min_agreement`
-/// of at least `min_compared` mirrored requests, with no errors beyond `max_error_rate`.
-///
-/// Needs [`Builder::shadow`](crate::Builder::shadow); stage the candidate, let traffic
-/// flow, then [`swap`](crate::BlueGreen::swap).
-#[derive(Debug, Clone)]
-pub struct ShadowGate {
-    min_agreement: f64,
-    min_compared: u64,
-    max_error_rate: f64,
-}
-
-impl ShadowGate {
-    /// Agreement ≥ `min_agreement` over ≥ `min_compared` mirrored requests, no errors.
-    pub fn new(min_agreement: f64, min_compared: u64) -> Self {
-        Self {
-            min_agreement,
-            min_compared,
-            max_error_rate: 0.0,
-        }
-    }
-
-    /// Tolerate this share of candidate errors on mirrored requests (default 0).
-    pub fn max_error_rate(mut self, rate: f64) -> Self {
-        self.max_error_rate = rate;
-        self
-    }
-}
-
-impl<M: Model> Validator<M> for ShadowGate {
-    fn name(&self) -> &str {
-        "shadow"
-    }
-
-    fn validate(&self, cx: &Context<M>) -> Verdict {
-        let Some(s) = cx.shadow() else {
-            return Verdict::fail(
-                "no shadow traffic reached this candidate (is shadowing configured?)",
-            );
-        };
-        if s.compared < self.min_compared {
-            return Verdict::fail(format!(
-                "only {} mirrored requests compared ({} mirrored, {} dropped); {} needed",
-                s.compared, s.mirrored, s.dropped, self.min_compared
-            ));
-        }
-        let error_rate = s.errors as f64 / (s.compared + s.errors) as f64;
-        if error_rate > self.max_error_rate {
-            return Verdict::fail(format!(
-                "candidate failed on {} of {} mirrored requests",
-                s.errors,
-                s.compared + s.errors
-            ));
-        }
-        Verdict::measure(s.agreement, Bound::AtLeast(self.min_agreement)).with_detail(format!(
-            "agreed with live on {:.2}% of {} mirrored requests, mean abs diff {:.3e}",
-            s.agreement * 100.0,
-            s.compared,
-            s.mean_abs_diff
-        ))
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::bake::{AutoRollback, BakeStatus};
 use crate::model::ModelInfo;
-use crate::shadow::ShadowStatus;
-use crate::validate::ValidationReport;
+use crate::validation::ShadowStatus;
+use crate::validation::validate::ValidationReport;
 
 /// What a slot holds, from the deployment's point of view.
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]

@@ -74,7 +74,7 @@ use crate::repository::{
     MarkerStamp, Repository, RepositoryError, VersionDir, compare_versions, read_desired_version,
 };
 use crate::status::SlotState;
-use crate::validate::ValidationReport;
+use crate::validation::validate::ValidationReport;
 
 /// How many refusals [`WatchStatus::refused`] keeps (newest last).
 const KEPT_REFUSALS: usize = 16;
@@ -933,5 +933,6 @@ where
 
 /// The panic's message, or `(no message)`.
 fn no_message(payload: &(dyn std::any::Any + Send)) -> String {
-    crate::supervise::panic_message(payload).unwrap_or_else(|| "(no message)".to_owned())
+    crate::validation::supervise::panic_message(payload)
+        .unwrap_or_else(|| "(no message)".to_owned())
 }

@@ -3,7 +3,7 @@
 use ndarray::{Array1, Array2, ArrayView2, Ix2};
 
 use super::{Inputs, OnnxModel, Outputs, TensorView};
-use crate::gates::{Binding, Predictions};
+use crate::validation::gates::{Binding, Predictions};
 use crate::{Dim, ModelInfo};
 
 /// [`Binding`] for ONNX classifiers: golden rows become one `f32` input tensor

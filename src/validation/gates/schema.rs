@@ -2,7 +2,7 @@
 
 use crate::model::Model;
 use crate::model::{Dim, ModelInfo, TensorSpec};
-use crate::validate::{Bound, Context, Validator, Verdict};
+use crate::validation::validate::{Bound, Context, Validator, Verdict};
 
 /// Gate: every tensor the service feeds is a declared input of the candidate with the same
 /// element type and a compatible shape; the candidate requires no input the service does

@@ -25,6 +25,7 @@ mod golden_gates;
 mod latency;
 mod sanity;
 mod schema;
+pub(crate) mod shadow;
 
 use ndarray::{Array1, Array2, ArrayView2};
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::golden_gates::{Shared, evaluated};
 use crate::model::Model;
-use crate::validate::{Bound, Context, Validator, Verdict};
+use crate::validation::validate::{Bound, Context, Validator, Verdict};
 
 /// Gate: the candidate's outputs over the golden set have no NaN or infinity, its scores
 /// are probabilities (each in 0..=1, each row summing to 1) unless told otherwise, its

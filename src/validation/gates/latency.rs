@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::golden_gates::Shared;
 use crate::model::Model;
-use crate::validate::{Bound, Context, Validator, Verdict};
+use crate::validation::validate::{Bound, Context, Validator, Verdict};
 
 /// What the candidate's p99 latency is held to.
 #[derive(Debug, Clone, Copy, PartialEq)]

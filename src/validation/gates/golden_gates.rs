@@ -6,10 +6,10 @@ use ndarray::{Array1, Array2, Axis};
 use parking_lot::Mutex;
 
 use super::{Binding, Predictions, accuracy};
-use crate::golden::GoldenSet;
 use crate::model::Model;
 use crate::model::ModelInfo;
-use crate::validate::{Bound, Context, Validator, Verdict};
+use crate::validation::GoldenSet;
+use crate::validation::validate::{Bound, Context, Validator, Verdict};
 
 /// How many evaluated models the cache keeps (candidate and live, with room to spare).
 const CACHE_ENTRIES: usize = 4;

@@ -1,0 +1,29 @@
+//! Qualifying a candidate before it takes traffic: the gate contract, how gates run, what
+//! they report, the golden data they judge on, and the built-in gates.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `validate.rs` | the public `bluegreen::validate` module: [`Validator`](validate::Validator), [`from_fn`](validate::from_fn), [`Verdict`](validate::Verdict), [`Bound`](validate::Bound) |
+//! | `context.rs` | [`Context`](validate::Context), what a gate sees (candidate, live model, their schemas); [`ShadowStatus`], the shadow evidence it may read |
+//! | `report.rs` | [`ValidationReport`](validate::ValidationReport), [`Check`](validate::Check), [`CheckStatus`](validate::CheckStatus) |
+//! | `run.rs` | `run_all`: every gate in order, each on its own supervised thread with its deadline |
+//! | `supervise.rs` | running untrusted work (a gate, a warm-up) with a deadline and panic capture |
+//! | `golden.rs` | [`GoldenSet`], [`NpzSpec`], [`GoldenError`]: held-out examples loaded from `.npz` or built in code |
+//! | `gates/` | the public `bluegreen::gates` module: golden-set gates, latency, sanity, schema, shadow |
+//!
+//! Stands on `model/` and `slot/` (a [`Context`](validate::Context) holds the two loaded
+//! slots). The traffic features, the deployment and the backends import it; nothing here
+//! imports them. The shadow gate reads [`ShadowStatus`], a plain summary defined here, so
+//! validation does not depend on the shadow worker that fills it in.
+
+mod context;
+pub mod gates;
+mod golden;
+mod report;
+mod run;
+pub(crate) mod supervise;
+pub mod validate;
+
+pub use context::ShadowStatus;
+pub use golden::{GoldenError, GoldenSet, NpzSpec};
+pub(crate) use run::run_all;

@@ -1,0 +1,92 @@
+//! Running the configured gates on a candidate: each on its own supervised thread, with
+//! its deadline, in configuration order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::context::{Context, ShadowStatus};
+use super::report::{Check, CheckStatus, ValidationReport};
+use super::supervise::{self, Supervised};
+use super::validate::Validator;
+use crate::model::Model;
+use crate::slot::Slot;
+
+/// Runs every validator, in order, each on its own thread with its deadline.
+pub(crate) fn run_all<M: Model>(
+    validators: &[Arc<dyn Validator<M>>],
+    candidate: &Arc<Slot<M>>,
+    live: &Arc<Slot<M>>,
+    shadow: Option<ShadowStatus>,
+    default_deadline: Duration,
+) -> ValidationReport {
+    let started = Instant::now();
+    let cx = Arc::new(Context::new(
+        Arc::clone(candidate),
+        Arc::clone(live),
+        shadow,
+    ));
+    let checks = validators
+        .iter()
+        .map(|v| run_one(v, &cx, default_deadline))
+        .collect();
+    ValidationReport {
+        candidate: candidate.version.to_string(),
+        live: live.version.to_string(),
+        checks,
+        elapsed: started.elapsed(),
+        finished_at: SystemTime::now(),
+    }
+}
+
+fn run_one<M: Model>(
+    validator: &Arc<dyn Validator<M>>,
+    cx: &Arc<Context<M>>,
+    default_deadline: Duration,
+) -> Check {
+    let name = validator.name().to_owned();
+    let deadline = validator.deadline().unwrap_or(default_deadline);
+    let started = Instant::now();
+    let (v, c) = (Arc::clone(validator), Arc::clone(cx));
+    let outcome = supervise::run(&format!("bluegreen-gate-{name}"), deadline, move || {
+        v.validate(&c)
+    });
+    let elapsed = started.elapsed();
+    let (status, measured, bound, detail) = match outcome {
+        Supervised::Done(v) => {
+            let status = if v.passed {
+                CheckStatus::Passed
+            } else {
+                CheckStatus::Failed
+            };
+            (status, v.measured, v.bound, v.detail)
+        }
+        Supervised::Panicked(msg) => (
+            CheckStatus::Panicked,
+            None,
+            None,
+            format!("panicked: {msg}"),
+        ),
+        Supervised::TimedOut => (
+            CheckStatus::TimedOut,
+            None,
+            None,
+            format!("exceeded its deadline of {deadline:?}"),
+        ),
+        Supervised::NotStarted(e) => (
+            CheckStatus::Failed,
+            None,
+            None,
+            format!("could not start: {e}"),
+        ),
+    };
+    tracing::debug!(target: "bluegreen", gate = %name, candidate = %cx.candidate_version(),
+        %status, ?elapsed, "gate finished");
+    Check {
+        name,
+        status,
+        measured,
+        bound,
+        detail,
+        elapsed,
+    }
+}
