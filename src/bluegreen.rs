@@ -7,16 +7,16 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
-use crate::bake::{AutoRollback, Bake, BakeStatus};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::model::ModelInfo;
 use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 use crate::retire::Retirer;
-use crate::routing::{self, Affinity, Sessions};
-use crate::shadow::{Shadow, ShadowRuntime};
 use crate::slot::Slot;
 use crate::status::{SlotState, SlotStatus, Status};
+use crate::traffic::bake::{AutoRollback, Bake, BakeStatus};
+use crate::traffic::routing::{self, Affinity, Sessions};
+use crate::traffic::shadow::{Shadow, ShadowRuntime};
 use crate::validation::supervise::{self, Supervised};
 use crate::validation::validate::{ValidationReport, Validator};
 
@@ -289,7 +289,14 @@ impl<M: Model> Builder<M> {
         };
         let slot = Arc::new(Slot::new(model, version, timed));
         warm(&config, &slot)?;
-        let shadow = self.shadow.map(ShadowRuntime::start).transpose()?;
+        let shadow = self
+            .shadow
+            .map(ShadowRuntime::start)
+            .transpose()
+            .map_err(|source| Error::Spawn {
+                what: "shadow",
+                source,
+            })?;
         let inner = Arc::new(Inner {
             active: ArcSwap::new(slot),
             canary: ArcSwapOption::empty(),

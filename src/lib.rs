@@ -83,7 +83,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bake;
 mod bluegreen;
 mod error;
 
@@ -93,19 +92,17 @@ pub mod onnx;
 mod report;
 pub mod repository;
 mod retire;
-pub mod routing;
 
 #[cfg(feature = "serde")]
 mod serde_util;
-pub mod shadow;
 mod slot;
+mod traffic;
 
 mod status;
 mod validation;
 #[cfg(feature = "watch")]
 pub mod watch;
 
-pub use crate::bake::{AutoRollback, Bake, BakeStatus};
 pub use crate::bluegreen::{Active, BlueGreen, Builder};
 pub use crate::error::{Error, Result};
 pub use crate::model::Model;
@@ -114,9 +111,11 @@ pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
 pub use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 pub use crate::repository::Repository;
-pub use crate::routing::Affinity;
-pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
 pub use crate::status::{SlotState, SlotStatus, Status};
+pub use crate::traffic::bake::{AutoRollback, Bake, BakeStatus};
+pub use crate::traffic::routing::Affinity;
+pub use crate::traffic::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
+pub use crate::traffic::{bake, routing, shadow};
 pub use crate::validation::validate::{Check, CheckStatus, ValidationReport, Validator};
 pub use crate::validation::{GoldenError, GoldenSet, NpzSpec, gates, validate};
 #[cfg(feature = "watch")]

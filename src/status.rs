@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use std::time::Duration;
 
-use crate::bake::{AutoRollback, BakeStatus};
 use crate::model::ModelInfo;
+use crate::traffic::bake::{AutoRollback, BakeStatus};
 use crate::validation::ShadowStatus;
 use crate::validation::validate::ValidationReport;
 

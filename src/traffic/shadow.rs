@@ -190,7 +190,8 @@ fn next_random() -> u64 {
 }
 
 impl<M: Model> ShadowRuntime<M> {
-    pub(crate) fn start(config: Shadow<M>) -> Result<Self, crate::Error> {
+    /// Starts the worker thread; the error is the OS's refusal to start it.
+    pub(crate) fn start(config: Shadow<M>) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Job<M>>(config.capacity);
         let target: Arc<ArcSwapOption<Slot<M>>> = Arc::new(ArcSwapOption::empty());
         let tally: Arc<Mutex<Option<Tally>>> = Arc::new(Mutex::new(None));
@@ -242,10 +243,6 @@ impl<M: Model> ShadowRuntime<M> {
                         }
                     }
                 }
-            })
-            .map_err(|source| crate::Error::Spawn {
-                what: "shadow",
-                source,
             })?;
         let fraction = config.fraction;
         Ok(Self {
