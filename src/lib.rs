@@ -83,35 +83,30 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod bluegreen;
-mod error;
-
+mod deployment;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
-mod report;
 pub mod repository;
-mod retire;
 
 #[cfg(feature = "serde")]
 mod serde_util;
 mod slot;
 mod traffic;
 
-mod status;
 mod validation;
 #[cfg(feature = "watch")]
 pub mod watch;
 
-pub use crate::bluegreen::{Active, BlueGreen, Builder};
-pub use crate::error::{Error, Result};
+pub use crate::deployment::{Active, BlueGreen, Builder};
+pub use crate::deployment::{CanaryReport, RollbackReport, StageReport, SwapReport};
+pub use crate::deployment::{Error, Result};
+pub use crate::deployment::{SlotState, SlotStatus, Status};
 pub use crate::model::Model;
 pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
-pub use crate::report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 pub use crate::repository::Repository;
-pub use crate::status::{SlotState, SlotStatus, Status};
 pub use crate::traffic::bake::{AutoRollback, Bake, BakeStatus};
 pub use crate::traffic::routing::Affinity;
 pub use crate::traffic::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};

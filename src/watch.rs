@@ -66,14 +66,14 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::Sender;
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::bluegreen::BlueGreen;
-use crate::error::Error;
+use crate::deployment::BlueGreen;
+use crate::deployment::Error;
+use crate::deployment::SlotState;
+use crate::deployment::{RollbackReport, StageReport, SwapReport};
 use crate::model::Model;
-use crate::report::{RollbackReport, StageReport, SwapReport};
 use crate::repository::{
     MarkerStamp, Repository, RepositoryError, VersionDir, compare_versions, read_desired_version,
 };
-use crate::status::SlotState;
 use crate::validation::validate::ValidationReport;
 
 /// How many refusals [`WatchStatus::refused`] keeps (newest last).

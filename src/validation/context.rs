@@ -92,7 +92,7 @@ pub struct ShadowStatus {
     pub errors: u64,
     /// Share of compared answers that agreed (1 with none compared).
     pub agreement: f64,
-    /// Mean of [`Comparison::abs_diff`] over compared answers.
+    /// Mean of [`Comparison::abs_diff`](crate::Comparison::abs_diff) over compared answers.
     pub mean_abs_diff: f64,
     /// The candidate's median latency on mirrored calls.
     pub p50: Option<Duration>,

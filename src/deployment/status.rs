@@ -5,8 +5,13 @@ use std::time::SystemTime;
 
 use std::time::Duration;
 
+use super::bluegreen::BlueGreen;
+use crate::model::Model;
 use crate::model::ModelInfo;
+use crate::slot::Slot;
 use crate::traffic::bake::{AutoRollback, BakeStatus};
+use crate::traffic::routing::Sessions;
+use crate::traffic::shadow::ShadowRuntime;
 use crate::validation::ShadowStatus;
 use crate::validation::validate::ValidationReport;
 
@@ -159,5 +164,82 @@ impl fmt::Display for Status {
             )?;
         }
         Ok(())
+    }
+}
+
+impl<M: Model> BlueGreen<M> {
+    /// A snapshot of both slots and the deployment's counters. Never waits for a running
+    /// swap's validation.
+    pub fn status(&self) -> Status {
+        let inner = &*self.inner;
+        let st = inner.state.lock();
+        let active = inner.active.load_full();
+        let baking = st.bake.filter(|b| b.generation == active.generation);
+        let active_state = if baking.is_some() {
+            SlotState::Baking
+        } else {
+            SlotState::Active
+        };
+        let active_status = slot_status(&active, active_state, None);
+        let bake = baking.map(|b| {
+            let o = active.observed();
+            BakeStatus {
+                version: active.version.to_string(),
+                elapsed: b.started.elapsed(),
+                requests: o.requests,
+                errors: o.errors,
+                p99: o.p99,
+                outcomes: o.outcomes,
+                outcomes_ok: o.outcomes_ok,
+            }
+        });
+        drop(active);
+        let standby = st
+            .standby
+            .as_ref()
+            .map(|s| slot_status(&s.slot, s.state, Some(inner.holders(&s.slot))));
+        let canary_percent = st
+            .standby
+            .as_ref()
+            .and_then(|s| s.canary.as_ref())
+            .map(|c| f64::from(c.basis_points) / 100.0);
+        Status {
+            active: active_status,
+            standby,
+            swaps: st.swaps,
+            rollbacks: st.rollbacks,
+            rejections: st.rejections,
+            last_validation: st.last_validation.clone(),
+            bake,
+            auto_rollbacks: st.auto_rollbacks,
+            last_auto_rollback: st.last_auto_rollback.clone(),
+            canary_percent,
+            shadow: inner.shadow.as_ref().and_then(ShadowRuntime::status),
+            sessions: inner.sessions.as_ref().map(Sessions::len),
+            last_change: st.last_change,
+        }
+    }
+}
+
+pub(super) fn slot_status<M: Model>(
+    slot: &Slot<M>,
+    state: SlotState,
+    holders: Option<u64>,
+) -> SlotStatus {
+    let t = slot.totals();
+    let latency = slot.latency();
+    SlotStatus {
+        version: slot.version.to_string(),
+        generation: slot.generation,
+        state,
+        in_flight: t.in_flight(),
+        holders,
+        requests: t.finished,
+        errors: t.failed,
+        p50: latency.quantile(0.5),
+        p99: latency.quantile(0.99),
+        outcomes: (t.outcomes_ok, t.outcomes()),
+        loaded_at: slot.loaded_at,
+        info: slot.info.clone(),
     }
 }

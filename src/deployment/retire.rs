@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::error::Error;
+use super::bluegreen::Inner;
+use super::error::{Error, Result};
 use crate::model::Model;
 use crate::slot::Slot;
 
@@ -108,4 +109,49 @@ fn run<M: Model>(rx: Receiver<Job<M>>) {
         }
     }
     drop(held);
+}
+
+impl<M: Model> Inner<M> {
+    /// Waits for the standby model to drain, then drops it on the retirer thread.
+    /// Must be called with the admin lock held (nobody else can add references then).
+    pub(super) fn retire_standby(&self, wait_for_drop: bool) -> Result<Option<(String, Duration)>> {
+        let slot = match &self.state.lock().standby {
+            None => return Ok(None),
+            Some(s) => Arc::clone(&s.slot),
+        };
+        // No new keyed request, session or mirrored call may reach it from here on.
+        self.unpublish();
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            // Ours plus the state's; anything beyond is a running call or a pin.
+            let holders = (Arc::strong_count(&slot) - 2) as u64;
+            if holders == 0 {
+                break;
+            }
+            let waited = started.elapsed();
+            if waited >= self.config.drain_timeout {
+                self.publish(&self.state.lock());
+                tracing::warn!(target: "bluegreen", version = %slot.version, holders,
+                    ?waited, "drain timed out; model kept");
+                return Err(Error::DrainTimeout {
+                    version: slot.version.to_string(),
+                    holders,
+                    waited,
+                });
+            }
+            std::thread::sleep(pause.min(self.config.drain_timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        let drained = started.elapsed();
+        {
+            let mut st = self.state.lock();
+            st.standby = None;
+            st.last_change = SystemTime::now();
+        }
+        let version = slot.version.to_string();
+        self.retirer.retire(slot, wait_for_drop);
+        tracing::info!(target: "bluegreen", %version, drain = ?drained, "standby retired");
+        Ok(Some((version, drained)))
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::status::SlotState;
+use super::status::SlotState;
 use crate::validation::validate::ValidationReport;
 
 /// Why an admin operation was refused. The live model keeps serving in every case.

@@ -1,0 +1,161 @@
+//! [`BlueGreen`] itself: the two-slot deployment, what its threads share ([`Inner`]),
+//! construction, and how it shuts down.
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
+
+use super::builder::{Builder, Config};
+use super::error::{Error, Result};
+use super::monitor::Monitor;
+use super::retire::Retirer;
+use super::state::State;
+use crate::model::Model;
+use crate::slot::Slot;
+use crate::traffic::routing::Sessions;
+use crate::traffic::shadow::ShadowRuntime;
+
+/// Longest accepted version label, in bytes.
+const MAX_VERSION_LEN: usize = 256;
+
+/// A model deployment with two resident slots: **active** (blue, serving every request)
+/// and **standby** (green: a staged candidate, or the previous model kept for rollback).
+///
+/// Share one `BlueGreen` across the service with an `Arc`; every operation takes `&self`.
+/// Request threads call [`predict`](Self::predict) (or pin a version with
+/// [`active`](Self::active)); an admin path calls [`stage`](Self::stage),
+/// [`swap`](Self::swap) and [`rollback`](Self::rollback). Admin operations are serialized
+/// among themselves and never block a request.
+///
+/// # Example
+///
+/// ```
+/// use bluegreen::{validate, BlueGreen, Error, Model};
+///
+/// struct Scale(f32);
+/// impl Model for Scale {
+///     type Input = f32;
+///     type Output = f32;
+///     type Error = std::convert::Infallible;
+///     fn predict(&self, x: &f32) -> Result<f32, Self::Error> { Ok(self.0 * x) }
+/// }
+///
+/// // A gate: the candidate must map 1.0 to something positive.
+/// let positive = validate::from_fn("positive", |cx: &validate::Context<Scale>| {
+///     let y = cx.candidate().predict(&1.0).unwrap();
+///     if y > 0.0 { Ok(()) } else { Err(format!("f(1) = {y}")) }
+/// });
+/// let bg = BlueGreen::builder().validator(positive).build("v1", Scale(1.0))?;
+/// assert_eq!(bg.predict(&3.0).unwrap(), 3.0);
+///
+/// // Stage and swap a good candidate: traffic moves, v1 stays loaded for rollback.
+/// bg.stage("v2", Scale(2.0))?;
+/// let report = bg.swap()?;
+/// assert_eq!((report.from.as_str(), report.to.as_str()), ("v1", "v2"));
+/// assert_eq!(bg.predict(&3.0).unwrap(), 6.0);
+///
+/// // A bad candidate is refused; v2 keeps serving.
+/// bg.stage("v3", Scale(-1.0))?;
+/// assert!(matches!(bg.swap(), Err(Error::ValidationFailed(_))));
+/// assert_eq!(bg.predict(&3.0).unwrap(), 6.0);
+///
+/// // Instant rollback needs the previous model in standby; staging v3 replaced it,
+/// // so stage v1 again to show it (in production you would roll back before staging).
+/// bg.stage("v1-again", Scale(1.0))?;
+/// bg.swap()?;
+/// bg.rollback()?;
+/// assert_eq!(bg.active().version(), "v2");
+/// # Ok::<(), Error>(())
+/// ```
+pub struct BlueGreen<M: Model> {
+    pub(super) inner: Arc<Inner<M>>,
+    /// The bake monitor thread, when a bake window is configured.
+    pub(super) monitor: Option<Monitor>,
+}
+
+/// Everything the request threads, the admin path and the monitor thread share.
+pub(super) struct Inner<M: Model> {
+    /// The one pointer plain `predict` reads.
+    pub(super) active: ArcSwap<Slot<M>>,
+    /// The canary and its share, read by keyed requests while a canary runs.
+    pub(super) canary: ArcSwapOption<CanaryRoute<M>>,
+    /// The previous model, read by keyed requests whose session is pinned to it.
+    pub(super) previous: ArcSwapOption<Slot<M>>,
+    pub(super) sessions: Option<Sessions>,
+    pub(super) shadow: Option<ShadowRuntime<M>>,
+    /// Serializes admin operations (held across validation, which can be slow).
+    pub(super) admin: Mutex<()>,
+    /// Standby slot and counters; held only briefly, so `status()` never waits on a swap.
+    pub(super) state: Mutex<State<M>>,
+    pub(super) config: Config<M>,
+    /// Declared last: dropped after everything that may hold a model, so it releases the
+    /// final references.
+    pub(super) retirer: Retirer<M>,
+}
+
+pub(super) struct CanaryRoute<M: Model> {
+    pub(super) slot: Arc<Slot<M>>,
+    pub(super) basis_points: u32,
+}
+
+impl<M: Model> BlueGreen<M> {
+    /// A deployment with default settings and no gates.
+    pub fn new(version: impl Into<String>, model: M) -> Result<Self> {
+        Builder::default().build(version, model)
+    }
+
+    /// Configures a deployment: gates, warm-up, deadlines, bake, shadow, affinity.
+    pub fn builder() -> Builder<M> {
+        Builder::default()
+    }
+}
+
+impl<M: Model> Drop for BlueGreen<M> {
+    fn drop(&mut self) {
+        // The monitor holds a reference to `inner`; stop it so ours is the last.
+        drop(self.monitor.take());
+    }
+}
+
+impl<M: Model> Drop for Inner<M> {
+    fn drop(&mut self) {
+        // Stop the shadow worker and clear every route, then hand both models to the
+        // retirer, so their last references are released on its thread when
+        // `self.retirer` (the last field) shuts it down.
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.shutdown();
+        }
+        self.unpublish();
+        self.retirer.hold_until_shutdown(self.active.load_full());
+        if let Some(s) = self.state.get_mut().standby.take() {
+            self.retirer.hold_until_shutdown(s.slot);
+        }
+    }
+}
+
+impl<M: Model> std::fmt::Debug for BlueGreen<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.state.lock();
+        f.debug_struct("BlueGreen")
+            .field("active", &&*self.inner.active.load().version)
+            .field(
+                "standby",
+                &st.standby.as_ref().map(|s| (&*s.slot.version, s.state)),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn checked_version(version: String) -> Result<Box<str>> {
+    let reason = if version.trim().is_empty() {
+        "must not be empty"
+    } else if version.len() > MAX_VERSION_LEN {
+        "must be at most 256 bytes"
+    } else if version.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(version.into_boxed_str());
+    };
+    Err(Error::InvalidVersion { version, reason })
+}

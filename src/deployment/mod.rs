@@ -1,0 +1,42 @@
+//! The deployment: [`BlueGreen`] with its two slots, everything that changes them, and
+//! everything it reports.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `bluegreen.rs` | [`BlueGreen`] and `Inner`, what request threads, the admin path and the monitor share; construction and shutdown |
+//! | `builder.rs` | [`Builder`] and the deployment's `Config` |
+//! | `read.rs` | the request path: `predict`, `predict_keyed`, the [`Active`] pin, `record_outcome` |
+//! | `admin.rs` | stage, unstage, validate, swap, rollback, and the steps they share (qualify, flip) |
+//! | `canary.rs` | start, resize, promote and abort a canary |
+//! | `monitor.rs` | the bake monitor thread and automatic rollback |
+//! | `routes.rs` | publishing the standby to keyed routes and the shadow, withdrawing it, counting its holders |
+//! | `retire.rs` | draining the standby and the retirer thread that drops retired models |
+//! | `state.rs` | the admin state: standby slot, counters, running bake |
+//! | `status.rs` | [`Status`], [`SlotStatus`], [`SlotState`] and `status()` |
+//! | `report.rs` | what admin operations return: [`StageReport`], [`SwapReport`], [`RollbackReport`], [`CanaryReport`] |
+//! | `error.rs` | [`Error`], why an admin operation was refused |
+//!
+//! Stands on every layer below it — `model/`, `slot/`, `validation/`, `traffic/` — and is
+//! imported only by `rollout/` (the repository watcher) and the crate's re-exports.
+//! [`Error`] lives here because it carries deployment-level facts (slot states,
+//! validation reports); the lower layers keep their own small error types.
+
+mod admin;
+mod bluegreen;
+mod builder;
+mod canary;
+mod error;
+mod monitor;
+mod read;
+mod report;
+mod retire;
+mod routes;
+mod state;
+mod status;
+
+pub use bluegreen::BlueGreen;
+pub use builder::Builder;
+pub use error::{Error, Result};
+pub use read::Active;
+pub use report::{CanaryReport, RollbackReport, StageReport, SwapReport};
+pub use status::{SlotState, SlotStatus, Status};
