@@ -98,6 +98,8 @@ mod validation;
 #[cfg(feature = "watch")]
 pub mod watch;
 
+#[doc(no_inline)]
+pub use crate::bake::{AutoRollback, Bake, BakeStatus};
 pub use crate::deployment::{Active, BlueGreen, Builder};
 pub use crate::deployment::{CanaryReport, RollbackReport, StageReport, SwapReport};
 pub use crate::deployment::{Error, Result};
@@ -107,11 +109,13 @@ pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
 pub use crate::repository::Repository;
-pub use crate::traffic::bake::{AutoRollback, Bake, BakeStatus};
-pub use crate::traffic::routing::Affinity;
-pub use crate::traffic::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
+#[doc(no_inline)]
+pub use crate::routing::Affinity;
+#[doc(no_inline)]
+pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
 pub use crate::traffic::{bake, routing, shadow};
-pub use crate::validation::validate::{Check, CheckStatus, ValidationReport, Validator};
+#[doc(no_inline)]
+pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
 pub use crate::validation::{GoldenError, GoldenSet, NpzSpec, gates, validate};
 #[cfg(feature = "watch")]
 pub use crate::watch::{WatchPolicy, Watcher};
