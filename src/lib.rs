@@ -87,7 +87,7 @@ mod deployment;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
-pub mod repository;
+mod rollout;
 
 #[cfg(feature = "serde")]
 mod serde_util;
@@ -95,8 +95,6 @@ mod slot;
 mod traffic;
 
 mod validation;
-#[cfg(feature = "watch")]
-pub mod watch;
 
 #[doc(no_inline)]
 pub use crate::bake::{AutoRollback, Bake, BakeStatus};
@@ -108,7 +106,11 @@ pub use crate::model::Model;
 pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
+#[doc(no_inline)]
 pub use crate::repository::Repository;
+pub use crate::rollout::repository;
+#[cfg(feature = "watch")]
+pub use crate::rollout::watch;
 #[doc(no_inline)]
 pub use crate::routing::Affinity;
 #[doc(no_inline)]
@@ -118,6 +120,7 @@ pub use crate::traffic::{bake, routing, shadow};
 pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
 pub use crate::validation::{GoldenError, GoldenSet, NpzSpec, gates, validate};
 #[cfg(feature = "watch")]
+#[doc(no_inline)]
 pub use crate::watch::{WatchPolicy, Watcher};
 
 /// The README's examples, compiled and run as doctests.
