@@ -22,3 +22,14 @@ pub(crate) fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
         None => s.serialize_none(),
     }
 }
+
+/// An optional wall-clock time as fractional seconds since the Unix epoch (or null).
+pub(crate) fn opt_unix_secs<S: Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => unix_secs(t, s),
+        None => s.serialize_none(),
+    }
+}

@@ -96,18 +96,13 @@ pub enum RepositoryError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MarkerStamp {
     /// The marker's modification time, where the file system reports it.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "opt_unix_secs"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::opt_unix_secs")
+    )]
     pub modified: Option<SystemTime>,
     /// The marker's size in bytes.
     pub len: u64,
-}
-
-#[cfg(feature = "serde")]
-fn opt_unix_secs<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => crate::serde_util::unix_secs(t, s),
-        None => s.serialize_none(),
-    }
 }
 
 /// One version directory of a [`Repository`].

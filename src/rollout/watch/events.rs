@@ -166,7 +166,10 @@ pub struct WatchStatus {
     /// Looks at the repository so far (each notification burst and each poll is one).
     pub scans: u64,
     /// When the last look finished.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "opt_unix_secs"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::opt_unix_secs")
+    )]
     pub last_scan: Option<SystemTime>,
     /// The last problem reading the repository or manifest (cleared by a clean look).
     pub last_error: Option<String>,
@@ -181,15 +184,4 @@ pub struct WatchStatus {
     pub refused: Vec<Refusal>,
     /// The most recent event.
     pub last_event: Option<WatchEvent>,
-}
-
-#[cfg(feature = "serde")]
-pub(super) fn opt_unix_secs<S: serde::Serializer>(
-    t: &Option<SystemTime>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => crate::serde_util::unix_secs(t, s),
-        None => s.serialize_none(),
-    }
 }
