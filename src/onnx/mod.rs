@@ -104,14 +104,17 @@
 //! `panic = "abort"` only the checks made before ort is touched return errors.)
 
 mod binding;
+mod config;
+mod describe;
 mod error;
 mod model;
 mod runtime;
 mod tensor;
 
 pub use self::binding::OnnxBinding;
+pub use self::config::{OnnxConfig, OptimizationLevel};
 pub use self::error::{OnnxError, RUNTIME_FIX};
-pub use self::model::{OnnxConfig, OnnxModel, OptimizationLevel};
+pub use self::model::OnnxModel;
 pub use self::runtime::{init_runtime, init_runtime_with, runtime_initialized};
 pub use self::tensor::{Inputs, Outputs, Tensor, TensorView};
 

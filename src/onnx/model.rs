@@ -1,7 +1,6 @@
 //! [`OnnxModel`]: a pool of ONNX Runtime sessions behind the [`Model`] trait.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,184 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ndarray::ArrayD;
-use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
+use ort::session::builder::{PrepackedWeights, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
-use ort::value::{Outlet, TensorRef, ValueType};
+use ort::value::TensorRef;
 use parking_lot::Mutex;
 
 use super::OnnxError;
+use super::config::{OnnxConfig, Source};
+use super::describe::describe;
 use super::runtime::environment;
-use super::tensor::{
-    InputKey, Inputs, OutputValues, Outputs, Tensor, element_type, value_element_type,
-};
+use super::tensor::{InputKey, Inputs, OutputValues, Outputs, Tensor};
 use crate::{Dim, Model, ModelInfo, TensorSpec};
-
-/// How much ONNX Runtime rewrites the graph when loading a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum OptimizationLevel {
-    /// No graph optimizations.
-    Disable,
-    /// Constant folding, redundant node elimination.
-    Basic,
-    /// Basic plus complex node fusions.
-    Extended,
-    /// Extended plus layout optimizations.
-    Layout,
-    /// Everything (ONNX Runtime's default).
-    #[default]
-    All,
-}
-
-impl From<OptimizationLevel> for GraphOptimizationLevel {
-    fn from(l: OptimizationLevel) -> Self {
-        match l {
-            OptimizationLevel::Disable => GraphOptimizationLevel::Disable,
-            OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
-            OptimizationLevel::Extended => GraphOptimizationLevel::Level2,
-            OptimizationLevel::Layout => GraphOptimizationLevel::Level3,
-            OptimizationLevel::All => GraphOptimizationLevel::All,
-        }
-    }
-}
-
-/// How an [`OnnxModel`] is loaded: pool size, threads, optimization.
-///
-/// ```no_run
-/// use bluegreen::onnx::{OnnxConfig, OptimizationLevel};
-///
-/// let model = OnnxConfig::new()
-///     .pool_size(4)                 // one session per request thread
-///     .intra_threads(1)             // each call runs on its caller's thread only
-///     .optimization_level(OptimizationLevel::All)
-///     .load("models/digits/2/model.onnx")?;
-/// # Ok::<(), bluegreen::onnx::OnnxError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnnxConfig {
-    pool_size: Option<usize>,
-    intra_threads: usize,
-    optimization_level: OptimizationLevel,
-    share_prepacked_weights: bool,
-}
-
-impl Default for OnnxConfig {
-    fn default() -> Self {
-        Self {
-            pool_size: None,
-            intra_threads: 1,
-            optimization_level: OptimizationLevel::All,
-            share_prepacked_weights: true,
-        }
-    }
-}
-
-impl OnnxConfig {
-    /// The defaults: one session per available CPU, one intra-op thread per session, all
-    /// graph optimizations, prepacked weights shared between the sessions.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of sessions in the pool: how many calls can run at the same time. Size it to
-    /// the number of threads that call [`predict`](Model::predict) concurrently. Default:
-    /// [`std::thread::available_parallelism`]. Each session holds its own copy of the model's
-    /// weights (see the [module docs](super#memory)). Must be at least 1.
-    #[must_use]
-    pub fn pool_size(mut self, sessions: usize) -> Self {
-        self.pool_size = Some(sessions);
-        self
-    }
-
-    /// Threads ONNX Runtime may use *inside* one call (intra-op parallelism). Default 1: the
-    /// calling thread does all the work, and concurrency comes from the pool. 0 lets ONNX
-    /// Runtime choose (one per core, per session).
-    #[must_use]
-    pub fn intra_threads(mut self, threads: usize) -> Self {
-        self.intra_threads = threads;
-        self
-    }
-
-    /// Graph optimization level. Default [`OptimizationLevel::All`].
-    #[must_use]
-    pub fn optimization_level(mut self, level: OptimizationLevel) -> Self {
-        self.optimization_level = level;
-        self
-    }
-
-    /// Share prepacked weights (ONNX Runtime's `PrepackedWeightsContainer`) between the
-    /// pool's sessions. Default on. Turn off to rule it out when debugging.
-    #[must_use]
-    pub fn share_prepacked_weights(mut self, share: bool) -> Self {
-        self.share_prepacked_weights = share;
-        self
-    }
-
-    /// The pool size this configuration resolves to.
-    pub fn resolved_pool_size(&self) -> usize {
-        self.pool_size.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-    }
-
-    /// Loads the model file at `path` with this configuration.
-    ///
-    /// # Errors
-    /// [`OnnxError::ModelNotFound`], [`OnnxError::ModelUnreadable`],
-    /// [`OnnxError::InvalidModel`] (naming the path), [`OnnxError::InvalidConfig`], or a
-    /// runtime error (see [`init_runtime`](super::init_runtime)).
-    pub fn load(&self, path: impl AsRef<Path>) -> Result<OnnxModel, OnnxError> {
-        let path = path.as_ref();
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => {
-                return Err(OnnxError::ModelUnreadable {
-                    path: path.to_path_buf(),
-                    reason: "not a regular file".to_string(),
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(OnnxError::ModelNotFound {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(e) => {
-                return Err(OnnxError::ModelUnreadable {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                });
-            }
-        }
-        OnnxModel::build(self, Source::File(path))
-    }
-
-    /// Loads a model from the bytes of an `.onnx` file with this configuration. The bytes are
-    /// not kept. Models with external weight files cannot be loaded this way.
-    ///
-    /// # Errors
-    /// [`OnnxError::InvalidModel`] (with `path: None`), [`OnnxError::InvalidConfig`], or a
-    /// runtime error.
-    pub fn load_from_memory(&self, bytes: &[u8]) -> Result<OnnxModel, OnnxError> {
-        OnnxModel::build(self, Source::Memory(bytes))
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Source<'a> {
-    File(&'a Path),
-    Memory(&'a [u8]),
-}
-
-impl Source<'_> {
-    fn path(&self) -> Option<PathBuf> {
-        match self {
-            Source::File(p) => Some(p.to_path_buf()),
-            Source::Memory(_) => None,
-        }
-    }
-}
 
 /// One pooled session. Only touched by the thread holding its lock.
 struct Slot {
@@ -281,7 +113,7 @@ impl OnnxModel {
         self.slots.iter().map(|s| s.lock().runs).collect()
     }
 
-    fn build(config: &OnnxConfig, source: Source<'_>) -> Result<Self, OnnxError> {
+    pub(super) fn build(config: &OnnxConfig, source: Source<'_>) -> Result<Self, OnnxError> {
         let pool_size = config.resolved_pool_size();
         if pool_size == 0 {
             return Err(OnnxError::InvalidConfig(
@@ -636,8 +468,7 @@ fn check(spec: &TensorSpec, t: &Tensor) -> Result<(), OnnxError> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------
-// load-time helpers
+// Load-time helpers.
 
 fn commit(builder: &mut SessionBuilder, source: Source<'_>) -> Result<Session, OnnxError> {
     let result = match source {
@@ -656,74 +487,6 @@ fn slot(session: Session, output_names: &[String]) -> CachePadded<Mutex<Slot>> {
         output_names: output_names.to_vec().into(),
         runs: 0,
     }))
-}
-
-/// Inputs, outputs and metadata of a session, in bluegreen's terms.
-fn describe(session: &Session) -> ModelInfo {
-    let mut metadata = BTreeMap::new();
-    if let Ok(meta) = session.metadata() {
-        if let Ok(keys) = meta.custom_keys() {
-            for key in keys {
-                if let Some(value) = meta.custom(&key) {
-                    metadata.insert(key, value);
-                }
-            }
-        }
-        let standard = [
-            ("onnx.producer_name", meta.producer()),
-            ("onnx.graph_name", meta.name()),
-            ("onnx.domain", meta.domain()),
-            ("onnx.doc_string", meta.description()),
-            ("onnx.graph_doc_string", meta.graph_description()),
-            (
-                "onnx.model_version",
-                meta.version().filter(|v| *v != 0).map(|v| v.to_string()),
-            ),
-        ];
-        for (key, value) in standard {
-            if let Some(value) = value.filter(|v| !v.is_empty()) {
-                metadata.insert(key.to_string(), value);
-            }
-        }
-    }
-    ModelInfo {
-        inputs: session.inputs().iter().map(spec).collect(),
-        outputs: session.outputs().iter().map(spec).collect(),
-        metadata,
-    }
-}
-
-fn spec(outlet: &Outlet) -> TensorSpec {
-    let dtype = outlet.dtype();
-    let shape = match dtype {
-        ValueType::Tensor {
-            shape,
-            dimension_symbols,
-            ..
-        } => Some(
-            shape
-                .iter()
-                .enumerate()
-                .map(|(i, &d)| {
-                    if d >= 0 {
-                        Dim::Fixed(usize::try_from(d).unwrap_or(usize::MAX))
-                    } else {
-                        let name = dimension_symbols.get(i).filter(|s| !s.is_empty());
-                        Dim::Dynamic(name.cloned())
-                    }
-                })
-                .collect(),
-        ),
-        _ => None,
-    };
-    TensorSpec {
-        name: outlet.name().to_string(),
-        dtype: match dtype {
-            ValueType::Tensor { ty, .. } => element_type(*ty),
-            other => value_element_type(other),
-        },
-        shape,
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,176 @@
+//! [`OnnxConfig`]: how an [`OnnxModel`] is loaded — pool size, threads, graph
+//! optimization — and where from (a file or bytes).
+
+use std::path::{Path, PathBuf};
+
+use ort::session::builder::GraphOptimizationLevel;
+
+use super::OnnxError;
+use super::model::OnnxModel;
+
+/// How much ONNX Runtime rewrites the graph when loading a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum OptimizationLevel {
+    /// No graph optimizations.
+    Disable,
+    /// Constant folding, redundant node elimination.
+    Basic,
+    /// Basic plus complex node fusions.
+    Extended,
+    /// Extended plus layout optimizations.
+    Layout,
+    /// Everything (ONNX Runtime's default).
+    #[default]
+    All,
+}
+
+impl From<OptimizationLevel> for GraphOptimizationLevel {
+    fn from(l: OptimizationLevel) -> Self {
+        match l {
+            OptimizationLevel::Disable => GraphOptimizationLevel::Disable,
+            OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
+            OptimizationLevel::Extended => GraphOptimizationLevel::Level2,
+            OptimizationLevel::Layout => GraphOptimizationLevel::Level3,
+            OptimizationLevel::All => GraphOptimizationLevel::All,
+        }
+    }
+}
+
+/// How an [`OnnxModel`] is loaded: pool size, threads, optimization.
+///
+/// ```no_run
+/// use bluegreen::onnx::{OnnxConfig, OptimizationLevel};
+///
+/// let model = OnnxConfig::new()
+///     .pool_size(4)                 // one session per request thread
+///     .intra_threads(1)             // each call runs on its caller's thread only
+///     .optimization_level(OptimizationLevel::All)
+///     .load("models/digits/2/model.onnx")?;
+/// # Ok::<(), bluegreen::onnx::OnnxError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxConfig {
+    pool_size: Option<usize>,
+    pub(super) intra_threads: usize,
+    pub(super) optimization_level: OptimizationLevel,
+    pub(super) share_prepacked_weights: bool,
+}
+
+impl Default for OnnxConfig {
+    fn default() -> Self {
+        Self {
+            pool_size: None,
+            intra_threads: 1,
+            optimization_level: OptimizationLevel::All,
+            share_prepacked_weights: true,
+        }
+    }
+}
+
+impl OnnxConfig {
+    /// The defaults: one session per available CPU, one intra-op thread per session, all
+    /// graph optimizations, prepacked weights shared between the sessions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of sessions in the pool: how many calls can run at the same time. Size it to
+    /// the number of threads that call [`predict`](crate::Model::predict) concurrently. Default:
+    /// [`std::thread::available_parallelism`]. Each session holds its own copy of the model's
+    /// weights (see the [module docs](super#memory)). Must be at least 1.
+    #[must_use]
+    pub fn pool_size(mut self, sessions: usize) -> Self {
+        self.pool_size = Some(sessions);
+        self
+    }
+
+    /// Threads ONNX Runtime may use *inside* one call (intra-op parallelism). Default 1: the
+    /// calling thread does all the work, and concurrency comes from the pool. 0 lets ONNX
+    /// Runtime choose (one per core, per session).
+    #[must_use]
+    pub fn intra_threads(mut self, threads: usize) -> Self {
+        self.intra_threads = threads;
+        self
+    }
+
+    /// Graph optimization level. Default [`OptimizationLevel::All`].
+    #[must_use]
+    pub fn optimization_level(mut self, level: OptimizationLevel) -> Self {
+        self.optimization_level = level;
+        self
+    }
+
+    /// Share prepacked weights (ONNX Runtime's `PrepackedWeightsContainer`) between the
+    /// pool's sessions. Default on. Turn off to rule it out when debugging.
+    #[must_use]
+    pub fn share_prepacked_weights(mut self, share: bool) -> Self {
+        self.share_prepacked_weights = share;
+        self
+    }
+
+    /// The pool size this configuration resolves to.
+    pub fn resolved_pool_size(&self) -> usize {
+        self.pool_size.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// Loads the model file at `path` with this configuration.
+    ///
+    /// # Errors
+    /// [`OnnxError::ModelNotFound`], [`OnnxError::ModelUnreadable`],
+    /// [`OnnxError::InvalidModel`] (naming the path), [`OnnxError::InvalidConfig`], or a
+    /// runtime error (see [`init_runtime`](super::init_runtime)).
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<OnnxModel, OnnxError> {
+        let path = path.as_ref();
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(OnnxError::ModelUnreadable {
+                    path: path.to_path_buf(),
+                    reason: "not a regular file".to_string(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OnnxError::ModelNotFound {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => {
+                return Err(OnnxError::ModelUnreadable {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        OnnxModel::build(self, Source::File(path))
+    }
+
+    /// Loads a model from the bytes of an `.onnx` file with this configuration. The bytes are
+    /// not kept. Models with external weight files cannot be loaded this way.
+    ///
+    /// # Errors
+    /// [`OnnxError::InvalidModel`] (with `path: None`), [`OnnxError::InvalidConfig`], or a
+    /// runtime error.
+    pub fn load_from_memory(&self, bytes: &[u8]) -> Result<OnnxModel, OnnxError> {
+        OnnxModel::build(self, Source::Memory(bytes))
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    File(&'a Path),
+    Memory(&'a [u8]),
+}
+
+impl Source<'_> {
+    pub(super) fn path(&self) -> Option<PathBuf> {
+        match self {
+            Source::File(p) => Some(p.to_path_buf()),
+            Source::Memory(_) => None,
+        }
+    }
+}
