@@ -102,6 +102,22 @@
 //! library loaded from an explicit path with `ort::init_from`), pass it to
 //! [`init_runtime_with`] before loading models. (Catching ort's panic needs unwinding: under
 //! `panic = "abort"` only the checks made before ort is touched return errors.)
+//!
+//! # Where things are
+//!
+//! A backend: it stands on the crate's floor ([`Model`](crate::Model), the schema types) and
+//! on the gates' [`Binding`](crate::gates::Binding); nothing in the deployment core imports
+//! it.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `model.rs` | [`OnnxModel`]: the session pool, `predict`, input checks, warm-up |
+//! | `config.rs` | [`OnnxConfig`], [`OptimizationLevel`]: how a model is loaded |
+//! | `describe.rs` | reading a session's inputs, outputs and metadata into a [`ModelInfo`](crate::ModelInfo) |
+//! | `tensor.rs` | [`Inputs`], [`Outputs`], [`Tensor`], [`TensorView`] |
+//! | `binding.rs` | [`OnnxBinding`]: golden rows in, labels and scores out |
+//! | `runtime.rs` | creating ONNX Runtime's environment once, without letting ort's panics out |
+//! | `error.rs` | [`OnnxError`] |
 
 mod binding;
 mod config;
