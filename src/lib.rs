@@ -56,6 +56,21 @@
 //! pointer it converts every outstanding guard on the old model into a real reference, so
 //! the old model's reference count *is* its number of unfinished calls.
 //!
+//! ## Where things are
+//!
+//! The source is in layers; each imports only from the layers above it in this list, and
+//! each folder's `mod.rs` is a table of contents of its files.
+//!
+//! | folder | layer | public face |
+//! |---|---|---|
+//! | `model/` | the floor: the [`Model`] contract and what a model declares ([`ModelInfo`]) | [`Model`], [`ModelInfo`], [`TensorSpec`] |
+//! | `slot/` | a loaded model with its version and generation; per-thread lanes and counters | — |
+//! | `validation/` | the gate contract, gate context and reports, supervised runs, golden sets, built-in gates | [`validate`], [`gates`], [`GoldenSet`] |
+//! | `traffic/` | after the switch: bake window, shadow traffic, canary and affinity routing | [`bake`], [`shadow`], [`routing`] |
+//! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
+//! | `rollout/` | the model repository and the watcher that rolls versions out | [`repository`], `watch` (feature `watch`) |
+//! | `onnx/` | the ONNX Runtime backend; stands on `model/` and the gates' [`Binding`](gates::Binding) only | `onnx` (feature `onnx`) |
+//!
 //! ## Example
 //!
 //! ```
@@ -83,42 +98,46 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The layers (their order is in the crate docs, "Where things are"); each folder's `mod.rs`
+// is its table of contents.
 mod deployment;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 mod rollout;
-
 #[cfg(feature = "serde")]
 mod serde_util;
 mod slot;
 mod traffic;
-
 mod validation;
 
-#[doc(no_inline)]
-pub use crate::bake::{AutoRollback, Bake, BakeStatus};
-pub use crate::deployment::{Active, BlueGreen, Builder};
-pub use crate::deployment::{CanaryReport, RollbackReport, StageReport, SwapReport};
-pub use crate::deployment::{Error, Result};
-pub use crate::deployment::{SlotState, SlotStatus, Status};
-pub use crate::model::Model;
-pub use crate::model::{Dim, ElementType, ModelInfo, TensorSpec};
-#[cfg(feature = "onnx")]
-pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
-#[doc(no_inline)]
-pub use crate::repository::Repository;
+// Public modules, at the paths users know.
 pub use crate::rollout::repository;
 #[cfg(feature = "watch")]
 pub use crate::rollout::watch;
+pub use crate::traffic::{bake, routing, shadow};
+pub use crate::validation::{gates, validate};
+
+// Flat re-exports.
+pub use crate::deployment::{
+    Active, BlueGreen, Builder, CanaryReport, Error, Result, RollbackReport, SlotState, SlotStatus,
+    StageReport, Status, SwapReport,
+};
+pub use crate::model::{Dim, ElementType, Model, ModelInfo, TensorSpec};
+#[cfg(feature = "onnx")]
+pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
+pub use crate::validation::{GoldenError, GoldenSet, NpzSpec};
+// Items whose page lives in their public module: a link here, not a second page.
+#[doc(no_inline)]
+pub use crate::bake::{AutoRollback, Bake, BakeStatus};
+#[doc(no_inline)]
+pub use crate::repository::Repository;
 #[doc(no_inline)]
 pub use crate::routing::Affinity;
 #[doc(no_inline)]
 pub use crate::shadow::{Comparison, Shadow, ShadowGate, ShadowStatus};
-pub use crate::traffic::{bake, routing, shadow};
 #[doc(no_inline)]
 pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
-pub use crate::validation::{GoldenError, GoldenSet, NpzSpec, gates, validate};
 #[cfg(feature = "watch")]
 #[doc(no_inline)]
 pub use crate::watch::{WatchPolicy, Watcher};
