@@ -49,6 +49,7 @@
 mod serve {
     pub mod admin;
     pub mod api;
+    pub mod flags;
     pub mod json;
     pub mod metrics;
 }
@@ -57,7 +58,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -67,150 +67,8 @@ use bluegreen::onnx::{Inputs, OnnxBinding, OnnxConfig, OnnxModel};
 use bluegreen::repository::Repository;
 use bluegreen::{BlueGreen, GoldenSet, ValidationReport};
 
+use serve::flags::Args;
 use serve::metrics::Metrics;
-
-const USAGE: &str = "\
-bluegreen example inference service
-
-USAGE: serve [OPTIONS]
-
-OPTIONS:
-  --repo DIR            model repository: DIR/<version>/<model file> (default models/digits)
-  --name NAME           model name in URLs (default: the repository directory's name)
-  --version V           version to serve at start (default 2; with --desired, the manifest's)
-  --model-file NAME     model file inside a version directory (default model.onnx)
-  --golden PATH         golden set .npz with `inputs` and `labels` (default DIR/golden.npz)
-  --min-accuracy F      accuracy gate on the golden set, 0..1 (default 0.90)
-  --max-drop F          also gate on accuracy drop vs the live model (off by default)
-  --host ADDR           address to bind (default 127.0.0.1; env BLUEGREEN_HOST)
-  --port N              port to bind, 0 = any free port (default 8080; env BLUEGREEN_PORT)
-  --workers N           inference threads = ONNX sessions per model (default: CPU count)
-  --max-batch N         most rows per predict request (default 1024)
-  --watch auto|stage    watch the repository for new complete versions (needs --features watch)
-  --desired FILE        fleet mode: converge to the version named in FILE (needs --features watch)
-  --poll-ms N           watcher poll interval in ms (default 2000)
-  -h, --help            this text
-
-ENVIRONMENT:
-  BLUEGREEN_ADMIN_TOKEN  bearer token for /admin/...; unset or empty = admin API disabled
-  RUST_LOG               log filter (default info)
-";
-
-/// Command-line settings.
-#[derive(Debug, Clone)]
-pub struct Args {
-    pub repo: PathBuf,
-    pub name: String,
-    pub version: Option<String>,
-    pub model_file: String,
-    pub golden: PathBuf,
-    pub min_accuracy: f64,
-    pub max_drop: Option<f64>,
-    pub host: String,
-    pub port: u16,
-    pub workers: usize,
-    pub max_batch: usize,
-    pub watch: Option<String>,
-    pub desired: Option<PathBuf>,
-    pub poll: Duration,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let mut repo = PathBuf::from("models/digits");
-    let mut name = None;
-    let mut version = None;
-    let mut model_file = "model.onnx".to_owned();
-    let mut golden = None;
-    let mut min_accuracy = 0.90;
-    let mut max_drop = None;
-    let mut host = std::env::var("BLUEGREEN_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
-    let mut port: u16 = match std::env::var("BLUEGREEN_PORT") {
-        Ok(p) => p
-            .parse()
-            .map_err(|_| format!("BLUEGREEN_PORT={p:?} is not a port number"))?,
-        Err(_) => 8080,
-    };
-    let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut max_batch = 1024;
-    let mut watch = None;
-    let mut desired = None;
-    let mut poll = Duration::from_millis(2000);
-
-    fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-        v.parse()
-            .map_err(|_| format!("{flag}: {v:?} is not a valid number"))
-    }
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            print!("{USAGE}");
-            std::process::exit(0);
-        }
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value (see --help)"))
-        };
-        match flag.as_str() {
-            "--repo" => repo = PathBuf::from(value()?),
-            "--name" => name = Some(value()?),
-            "--version" => version = Some(value()?),
-            "--model-file" => model_file = value()?,
-            "--golden" => golden = Some(PathBuf::from(value()?)),
-            "--min-accuracy" => min_accuracy = num(&flag, &value()?)?,
-            "--max-drop" => max_drop = Some(num(&flag, &value()?)?),
-            "--host" => host = value()?,
-            "--port" => port = num(&flag, &value()?)?,
-            "--workers" => workers = num(&flag, &value()?)?,
-            "--max-batch" => max_batch = num(&flag, &value()?)?,
-            "--watch" => {
-                let v = value()?;
-                if v != "auto" && v != "stage" {
-                    return Err(format!("--watch must be `auto` or `stage`, not {v:?}"));
-                }
-                watch = Some(v);
-            }
-            "--desired" => desired = Some(PathBuf::from(value()?)),
-            "--poll-ms" => poll = Duration::from_millis(num(&flag, &value()?)?),
-            other => return Err(format!("unknown option {other:?} (see --help)")),
-        }
-    }
-    if workers == 0 {
-        return Err("--workers must be at least 1".to_owned());
-    }
-    if max_batch == 0 {
-        return Err("--max-batch must be at least 1".to_owned());
-    }
-    if !(0.0..=1.0).contains(&min_accuracy) {
-        return Err("--min-accuracy must be between 0 and 1".to_owned());
-    }
-    let name = match name {
-        Some(n) => n,
-        None => repo
-            .canonicalize()
-            .unwrap_or_else(|_| repo.clone())
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("model")
-            .to_owned(),
-    };
-    let golden = golden.unwrap_or_else(|| repo.join("golden.npz"));
-    Ok(Args {
-        repo,
-        name,
-        version,
-        model_file,
-        golden,
-        min_accuracy,
-        max_drop,
-        host,
-        port,
-        workers,
-        max_batch,
-        watch,
-        desired,
-        poll,
-    })
-}
 
 /// Where start-up is.
 #[derive(Debug, Clone)]
@@ -297,17 +155,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("serve: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = check_watch_flags(&args) {
-        eprintln!("serve: {e}");
-        std::process::exit(2);
-    }
+    let args = Args::from_command_line();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -319,22 +167,6 @@ fn main() {
         eprintln!("serve: {e}");
         std::process::exit(1);
     }
-}
-
-#[cfg(feature = "watch")]
-fn check_watch_flags(_: &Args) -> Result<(), String> {
-    Ok(())
-}
-
-#[cfg(not(feature = "watch"))]
-fn check_watch_flags(args: &Args) -> Result<(), String> {
-    if args.watch.is_some() || args.desired.is_some() {
-        return Err(
-            "--watch and --desired need the `watch` feature: cargo run --features watch --example serve"
-                .to_owned(),
-        );
-    }
-    Ok(())
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -580,13 +412,14 @@ fn start_watcher(_: &Arc<App>, _: Arc<BlueGreen<OnnxModel>>) -> Result<(), Strin
 #[cfg(feature = "watch")]
 fn start_watcher(app: &Arc<App>, bg: Arc<BlueGreen<OnnxModel>>) -> Result<(), String> {
     use bluegreen::watch::{WatchEvent, WatchPolicy, Watcher};
+    use serve::flags::WatchMode;
 
     let args = &app.args;
     if args.watch.is_none() && args.desired.is_none() {
         return Ok(());
     }
-    let policy = match args.watch.as_deref() {
-        Some("stage") => WatchPolicy::StageOnly,
+    let policy = match args.watch {
+        Some(WatchMode::Stage) => WatchPolicy::StageOnly,
         _ => WatchPolicy::AutoPromote,
     };
     let metrics = Arc::clone(&app.metrics);
