@@ -15,56 +15,65 @@
 //! Exit status: 0 every gate passed, 1 a gate failed, 2 usage error or unusable input
 //! (missing or corrupt model or golden set; the typed error is printed on stderr).
 //! `--json` prints the report as JSON and needs the `serde` feature
-//! (`cargo run --features serde --example validate -- ... --json`).
+//! (`cargo run --features serde --example validate -- ... --json`). Flags are parsed by
+//! clap: `--help` lists them.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bluegreen::gates::{GoldenGates, LatencyBudget, SchemaGate};
 use bluegreen::onnx::{OnnxBinding, OnnxConfig};
 use bluegreen::{BlueGreen, GoldenSet, ValidationReport};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
-const USAGE: &str = "\
-usage: validate --candidate MODEL.onnx --baseline MODEL.onnx --golden GOLDEN.npz
-                [--min-accuracy F] [--max-drop F] [--min-agreement F]
-                [--latency-ratio F] [--inputs ARRAY] [--labels ARRAY] [--json]
-
-  --min-accuracy F    candidate accuracy on the golden labels must be >= F (default 0.95)
-  --max-drop F        candidate accuracy may be at most F below the baseline's (default 0.01)
-  --min-agreement F   candidate and baseline must agree on >= F of the examples (default 0.9)
-  --latency-ratio F   candidate p99 latency must be <= F x the baseline's (default: not checked)
-  --inputs ARRAY      golden-set array of float32 inputs (default inputs)
-  --labels ARRAY      golden-set array of int64 true labels (default labels)
-  --json              print the report as JSON (needs the `serde` feature)
-
-exit status: 0 all gates passed, 1 a gate failed, 2 usage error or unusable input";
-
+/// Judge a candidate ONNX model against the baseline it would replace, on a golden set.
+#[derive(Debug, Parser)]
+#[command(
+    name = "validate",
+    after_help = "Exit status: 0 all gates passed, 1 a gate failed, 2 usage error or unusable input"
+)]
 struct Args {
+    /// The model that would replace the baseline
+    #[arg(long, value_name = "MODEL.onnx")]
     candidate: PathBuf,
+    /// The model it would replace
+    #[arg(long, value_name = "MODEL.onnx")]
     baseline: PathBuf,
+    /// The golden set (.npz archive)
+    #[arg(long, value_name = "GOLDEN.npz")]
     golden: PathBuf,
-    inputs: String,
-    labels: String,
+    /// Candidate accuracy on the golden labels must be >= F
+    #[arg(long, value_name = "F", default_value_t = 0.95, value_parser = fraction)]
     min_accuracy: f64,
+    /// Candidate accuracy may be at most F below the baseline's
+    #[arg(long, value_name = "F", default_value_t = 0.01, value_parser = fraction)]
     max_drop: f64,
+    /// Candidate and baseline must agree on >= F of the examples
+    #[arg(long, value_name = "F", default_value_t = 0.9, value_parser = fraction)]
     min_agreement: f64,
+    /// Candidate p99 latency must be <= F x the baseline's [default: not checked]
+    #[arg(long, value_name = "F", value_parser = positive)]
     latency_ratio: Option<f64>,
+    /// Golden-set array of float32 inputs
+    #[arg(long, value_name = "ARRAY", default_value = "inputs")]
+    inputs: String,
+    /// Golden-set array of int64 true labels
+    #[arg(long, value_name = "ARRAY", default_value = "labels")]
+    labels: String,
+    /// Print the report as JSON (needs the `serde` feature)
+    #[arg(long)]
     json: bool,
 }
 
 fn main() -> ExitCode {
-    let args = match parse(std::env::args_os().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("error: {msg}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // Exits 0 after --help, 2 with clap's error and the usage for a bad flag.
+    let args = Args::parse();
+    if args.json && cfg!(not(feature = "serde")) {
+        Args::command()
+            .error(ErrorKind::ArgumentConflict, JSON_NEEDS_SERDE)
+            .exit();
+    }
     match run(&args) {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
         Ok(report) => {
@@ -144,73 +153,20 @@ fn print_json(_: &ValidationReport) -> Result<(), &'static str> {
     Err(JSON_NEEDS_SERDE) // refused earlier, while parsing the arguments
 }
 
-/// `Ok(None)` for `--help`.
-fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
-    let (mut candidate, mut baseline, mut golden) = (None, None, None);
-    let mut parsed = Args {
-        candidate: PathBuf::new(),
-        baseline: PathBuf::new(),
-        golden: PathBuf::new(),
-        inputs: "inputs".to_owned(),
-        labels: "labels".to_owned(),
-        min_accuracy: 0.95,
-        max_drop: 0.01,
-        min_agreement: 0.9,
-        latency_ratio: None,
-        json: false,
-    };
-    while let Some(flag) = args.next() {
-        let flag = flag
-            .into_string()
-            .map_err(|f| format!("unexpected argument {f:?}"))?;
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--candidate" => candidate = Some(PathBuf::from(value()?)),
-            "--baseline" => baseline = Some(PathBuf::from(value()?)),
-            "--golden" => golden = Some(PathBuf::from(value()?)),
-            "--inputs" => parsed.inputs = text(&flag, value()?)?,
-            "--labels" => parsed.labels = text(&flag, value()?)?,
-            "--min-accuracy" => parsed.min_accuracy = fraction(&flag, value()?)?,
-            "--max-drop" => parsed.max_drop = fraction(&flag, value()?)?,
-            "--min-agreement" => parsed.min_agreement = fraction(&flag, value()?)?,
-            "--latency-ratio" => {
-                let ratio = number(&flag, value()?)?;
-                if !(ratio > 0.0 && ratio.is_finite()) {
-                    return Err(format!("{flag} must be a positive number, got {ratio}"));
-                }
-                parsed.latency_ratio = Some(ratio);
-            }
-            "--json" if cfg!(feature = "serde") => parsed.json = true,
-            "--json" => return Err(JSON_NEEDS_SERDE.to_owned()),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    let missing = |name: &str| format!("--{name} is required");
-    parsed.candidate = candidate.ok_or_else(|| missing("candidate"))?;
-    parsed.baseline = baseline.ok_or_else(|| missing("baseline"))?;
-    parsed.golden = golden.ok_or_else(|| missing("golden"))?;
-    Ok(Some(parsed))
-}
-
-fn text(flag: &str, value: OsString) -> Result<String, String> {
-    value
-        .into_string()
-        .map_err(|v| format!("{flag}: {v:?} is not valid UTF-8"))
-}
-
-fn number(flag: &str, value: OsString) -> Result<f64, String> {
-    let value = text(flag, value)?;
-    value
-        .parse()
-        .map_err(|_| format!("{flag} needs a number, got `{value}`"))
-}
-
-fn fraction(flag: &str, value: OsString) -> Result<f64, String> {
-    let f = number(flag, value)?;
+fn fraction(value: &str) -> Result<f64, String> {
+    let f: f64 = value.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&f) {
         Ok(f)
     } else {
-        Err(format!("{flag} must be between 0 and 1, got {f}"))
+        Err("must be between 0 and 1".to_owned())
+    }
+}
+
+fn positive(value: &str) -> Result<f64, String> {
+    let f: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if f > 0.0 && f.is_finite() {
+        Ok(f)
+    } else {
+        Err("must be a positive number".to_owned())
     }
 }
