@@ -13,27 +13,26 @@
 //! `#[path = "../benches/common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
-use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-use bluegreen::shadow::{Comparison, Shadow, ShadowStatus};
-use bluegreen::{BlueGreen, Model};
-
+mod admin;
+mod busy_readers;
 mod chunks;
 mod cpu_time;
+mod memory;
 mod models;
 mod read_paths;
 mod runner;
+mod shadow;
 mod stats;
 
 // The shared API, flat (`common::Load`, `common::median`, …). Each bench names only some of
 // it, so a re-export one of them leaves unused is not a mistake.
 #[allow(unused_imports)]
 pub use self::{
+    admin::{CYCLE_PARTS, CycleTimes, Pick, admin_cycle, trivial_deployment},
+    busy_readers::{with_busy_readers, with_readers_running},
     chunks::{Chunk, MAX_ATTEMPTS, MAX_STALL, MIN_CPU_SHARE, MIN_OVERLAP, RunResult, charged_with},
     cpu_time::{thread_run_delay_ns, with_other_load},
+    memory::{MemoryRun, Staging, memory_cycles, rss_bytes},
     models::{Census, Trivial, WEIGHTS_BYTES, Weights},
     read_paths::{
         AnyPath, ArcSwapLoad, ArcSwapLoadFull, ArcSwapSharedCounter, BlueGreenPredict, Direct,
@@ -43,276 +42,9 @@ pub use self::{
         DEFAULT_CHUNK_CALLS, Load, WRITER_PERIOD, calibrate, run_chunks, run_chunks_with,
         run_concurrent,
     },
+    shadow::{SHADOW_QUEUE, SHADOW_SLOW, ShadowMode, ShadowPath},
     stats::{median, nanos, percentile},
 };
-
-// ---------------------------------------------------------------------------------------
-// Admin operations
-// ---------------------------------------------------------------------------------------
-
-/// A deployment of [`Trivial`] with no gates and no warm-up: `swap` is the flip plus
-/// bookkeeping, nothing spawned.
-pub fn trivial_deployment() -> BlueGreen<Trivial> {
-    BlueGreen::new("v0", Trivial { tag: 0 }).expect("deployment")
-}
-
-/// Times of one stage + swap + rollback cycle.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CycleTimes {
-    /// `stage()` wall time (retires the previous standby first).
-    pub stage: Duration,
-    /// `StageReport::drain_wait`: the part of `stage` spent waiting for the old standby's
-    /// in-flight calls (the rest is mostly the hand-off to the retirer thread).
-    pub stage_drain: Duration,
-    /// `swap()` wall time, measured by the caller.
-    pub swap: Duration,
-    /// `SwapReport::flip`: the pointer store alone, measured inside bluegreen.
-    pub swap_flip: Duration,
-    /// `rollback()` wall time.
-    pub rollback: Duration,
-    /// `RollbackReport::flip`.
-    pub rollback_flip: Duration,
-}
-
-/// Picks one part of a [`CycleTimes`].
-pub type Pick = fn(&CycleTimes) -> Duration;
-
-/// The parts of a cycle that are reported: name, whether it needs the rollback step, pick.
-pub const CYCLE_PARTS: [(&str, bool, Pick); 6] = [
-    ("stage", false, |t| t.stage),
-    ("stage_drain_wait", false, |t| t.stage_drain),
-    ("swap_total", false, |t| t.swap),
-    ("swap_flip", false, |t| t.swap_flip),
-    ("rollback_total", true, |t| t.rollback),
-    ("rollback_flip", true, |t| t.rollback_flip),
-];
-
-/// Stages `v{seq}`, swaps to it, and (if `rollback`) rolls back, timing each step.
-/// `seq` must be new for this deployment.
-pub fn admin_cycle(bg: &BlueGreen<Trivial>, seq: u64, rollback: bool) -> CycleTimes {
-    let mut t = CycleTimes::default();
-    let started = Instant::now();
-    let report = bg
-        .stage(format!("v{seq}"), Trivial { tag: seq })
-        .expect("stage");
-    t.stage = started.elapsed();
-    t.stage_drain = report.drain_wait;
-    let started = Instant::now();
-    let report = bg.swap().expect("swap");
-    t.swap = started.elapsed();
-    t.swap_flip = report.flip;
-    if rollback {
-        let started = Instant::now();
-        let report = bg.rollback().expect("rollback");
-        t.rollback = started.elapsed();
-        t.rollback_flip = report.flip;
-    }
-    t
-}
-
-/// Runs `f` while `readers` threads call `bg.predict` in a tight loop.
-pub fn with_busy_readers<M, R>(
-    bg: &BlueGreen<M>,
-    readers: usize,
-    input: &M::Input,
-    f: impl FnOnce() -> R,
-) -> R
-where
-    M: Model,
-{
-    with_readers_running(
-        readers,
-        || {
-            for _ in 0..64 {
-                let _ = black_box(bg.predict(black_box(input)));
-            }
-        },
-        f,
-    )
-}
-
-/// Runs `f` while `readers` threads call `read` in a loop (checking for the end between
-/// calls).
-pub fn with_readers_running<R>(readers: usize, read: impl Fn() + Sync, f: impl FnOnce() -> R) -> R {
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        for _ in 0..readers {
-            let (stop, read) = (&stop, &read);
-            s.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    read();
-                }
-            });
-        }
-        let r = f();
-        stop.store(true, Ordering::Relaxed);
-        r
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// Memory
-// ---------------------------------------------------------------------------------------
-
-/// Resident set size of this process, from `/proc/self/status` (`VmRSS`).
-pub fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// How a candidate is handed to the deployment in [`memory_cycles`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Staging {
-    /// `stage_with`: loaded only after the old standby is dropped (at most 2 alive).
-    StageWith,
-    /// `stage`: the candidate exists before the old standby is retired (3 for a moment).
-    Stage,
-}
-
-/// What [`memory_cycles`] observed.
-#[derive(Debug, Clone)]
-pub struct MemoryRun {
-    /// `(cycles done, RSS in bytes)` at each checkpoint.
-    pub rss: Vec<(usize, u64)>,
-    pub max_alive: usize,
-    pub alive_at_end: usize,
-    pub created: usize,
-    pub elapsed: Duration,
-}
-
-impl MemoryRun {
-    pub fn rss_at(&self, cycles: usize) -> Option<u64> {
-        self.rss.iter().find(|(c, _)| *c == cycles).map(|(_, b)| *b)
-    }
-}
-
-/// Runs stage + swap cycles of 1 MiB [`Weights`] models (with `readers` threads calling
-/// `predict` throughout) and records RSS after each checkpoint's number of cycles.
-pub fn memory_cycles(checkpoints: &[usize], staging: Staging, readers: usize) -> MemoryRun {
-    let census = Census::new();
-    let started = Instant::now();
-    let bg = BlueGreen::new("v0", Weights::new(&census, 0)).expect("deployment");
-    let last = checkpoints.iter().copied().max().unwrap_or(0);
-    let mut rss = Vec::new();
-    with_busy_readers(&bg, readers, &7, || {
-        for cycle in 1..=last {
-            let version = format!("v{cycle}");
-            match staging {
-                Staging::StageWith => bg.stage_with(version, || {
-                    Ok::<_, Infallible>(Weights::new(&census, cycle as u64))
-                }),
-                Staging::Stage => bg.stage(version, Weights::new(&census, cycle as u64)),
-            }
-            .expect("stage");
-            bg.swap().expect("swap");
-            if checkpoints.contains(&cycle) {
-                rss.push((cycle, rss_bytes().unwrap_or(0)));
-            }
-        }
-    });
-    drop(bg);
-    MemoryRun {
-        rss,
-        max_alive: census.max_alive(),
-        alive_at_end: census.alive(),
-        created: census.created(),
-        elapsed: started.elapsed(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Shadow traffic
-// ---------------------------------------------------------------------------------------
-
-/// How long the shadow worker is held per mirrored call in the shadow configurations:
-/// the comparison sleeps this long, standing in for a slow candidate (the [`Trivial`]
-/// candidate itself cannot be slow without changing the model every other figure uses).
-/// The worker then drains at most ~5 000 mirrors a second against millions offered, so
-/// the queue stays full.
-pub const SHADOW_SLOW: Duration = Duration::from_micros(200);
-
-/// Queue capacity of the shadow configurations ("a tiny queue").
-pub const SHADOW_QUEUE: usize = 4;
-
-/// Shadow set-up of a [`ShadowPath`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ShadowMode {
-    /// No shadow configured: plain `BlueGreen::predict`.
-    None,
-    /// Every call mirrored (fraction 1.0) to a slow worker through a tiny queue: saturated,
-    /// nearly every mirror dropped.
-    Saturated,
-    /// 1 % of calls mirrored (same slow worker and queue).
-    OnePercent,
-}
-
-impl ShadowMode {
-    pub const ALL: [ShadowMode; 3] = [
-        ShadowMode::None,
-        ShadowMode::Saturated,
-        ShadowMode::OnePercent,
-    ];
-
-    /// Short identifier used in bench ids and quickbench lines.
-    pub fn name(self) -> &'static str {
-        match self {
-            ShadowMode::None => "none",
-            ShadowMode::Saturated => "saturated",
-            ShadowMode::OnePercent => "1pct",
-        }
-    }
-
-    /// Share of calls mirrored, `None` without a shadow.
-    pub fn fraction(self) -> Option<f64> {
-        match self {
-            ShadowMode::None => None,
-            ShadowMode::Saturated => Some(1.0),
-            ShadowMode::OnePercent => Some(0.01),
-        }
-    }
-}
-
-/// `BlueGreen::predict` on a [`Trivial`] deployment with a candidate staged (shadowing
-/// only runs while one is) and the shadow set-up of a [`ShadowMode`].
-pub struct ShadowPath {
-    pub bg: BlueGreen<Trivial>,
-}
-
-impl ShadowPath {
-    pub fn new(mode: ShadowMode) -> Self {
-        let mut builder = BlueGreen::builder();
-        if let Some(fraction) = mode.fraction() {
-            let slow_compare = |candidate: &u64, live: &u64| {
-                std::thread::sleep(SHADOW_SLOW);
-                Comparison {
-                    agree: candidate == live,
-                    abs_diff: 0.0,
-                }
-            };
-            builder =
-                builder.shadow(Shadow::new(fraction, slow_compare).queue_capacity(SHADOW_QUEUE));
-        }
-        let bg = builder.build("v0", Trivial { tag: 0 }).expect("deployment");
-        bg.stage("v1", Trivial { tag: 1 }).expect("stage");
-        Self { bg }
-    }
-
-    /// The shadow's counters for the staged candidate (`None` without a shadow).
-    pub fn shadow(&self) -> Option<ShadowStatus> {
-        self.bg.status().shadow
-    }
-}
-
-impl ReadPath for ShadowPath {
-    #[inline]
-    fn call(&self, x: u64) -> u64 {
-        let Ok(y) = self.bg.predict(&x);
-        y
-    }
-    fn replace(&self) {}
-}
 
 // ---------------------------------------------------------------------------------------
 // ONNX: the real digits models
