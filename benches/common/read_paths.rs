@@ -13,7 +13,9 @@ use bluegreen::BlueGreen;
 use crossbeam_utils::CachePadded;
 
 use super::models::call;
-use super::{DEFAULT_CHUNK_CALLS, Load, RunResult, Trivial, charged_with, run_chunks};
+use super::{
+    DEFAULT_CHUNK_CALLS, Load, RunResult, Trivial, charged_with, run_chunks, trivial_deployment,
+};
 
 /// One way of reaching the current model from a request thread, plus how a writer
 /// replaces that model.
@@ -254,7 +256,7 @@ impl PathKind {
                 seq: seq(),
             }),
             PathKind::BlueGreen => AnyPath::BlueGreen(BlueGreenPredict {
-                bg: BlueGreen::new("v0", Trivial { tag: 0 }).expect("deployment"),
+                bg: trivial_deployment(),
                 seq: seq(),
             }),
         }
