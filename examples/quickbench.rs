@@ -432,11 +432,7 @@ fn memory(_opts: &Opts, out: &mut Out) {
     let (early, late) = (run.rss_at(10).unwrap_or(0), run.rss_at(1000).unwrap_or(0));
     out.bytes("rss_after_10", early);
     out.bytes("rss_after_1000", late);
-    let growth = if early > 0 {
-        late as f64 / early as f64
-    } else {
-        f64::NAN
-    };
+    let growth = run.rss_growth(10, 1000);
     out.ratio("rss_after_1000_over_10", growth);
     out.count("max_models_alive", run.max_alive as u64);
     out.count("models_alive_after_drop", run.alive_at_end as u64);

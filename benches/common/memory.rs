@@ -40,6 +40,15 @@ impl MemoryRun {
     pub fn rss_at(&self, cycles: usize) -> Option<u64> {
         self.rss.iter().find(|(c, _)| *c == cycles).map(|(_, b)| *b)
     }
+
+    /// RSS after `late` cycles over RSS after `early` (NaN unless both were recorded and
+    /// the first is non-zero).
+    pub fn rss_growth(&self, early: usize, late: usize) -> f64 {
+        match (self.rss_at(early), self.rss_at(late)) {
+            (Some(a), Some(b)) if a > 0 => b as f64 / a as f64,
+            _ => f64::NAN,
+        }
+    }
 }
 
 /// Runs stage + swap cycles of 1 MiB [`Weights`] models (with `readers` threads calling
