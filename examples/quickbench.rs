@@ -789,14 +789,7 @@ fn shadow_onnx(opts: &Opts, out: &mut Out) {
         OnnxShadowMode::None,
     ];
     let shadows: Vec<OnnxShadow> = modes.iter().map(|m| OnnxShadow::new(*m)).collect();
-    let r = shadows[0].run(3, 200);
-    let per_call = common::median(
-        &r.chunks
-            .iter()
-            .map(|c| c.wall_ns_per_call)
-            .collect::<Vec<_>>(),
-    );
-    let chunk_calls = ((nanos(ONNX_CHUNK) / per_call.max(1.0)) as u64).clamp(64, 1 << 20);
+    let chunk_calls = shadows[0].calibrate(ONNX_CHUNK);
     let chunks = (4 * opts.window.as_nanos() / ONNX_CHUNK.as_nanos()).max(1) as usize;
     let mut series: Vec<Series> = shadows.iter().map(|_| Series::default()).collect();
     interleave(shadows.len(), opts.rounds + 3, |i| {

@@ -124,13 +124,23 @@ impl OnnxBench {
 
     /// Calls per chunk so that one chunk of the bare path takes about `target`.
     pub fn calibrate(&mut self, target: Duration) -> u64 {
-        let r = self.run(OnnxPath::Bare, 1, 3, 200);
-        let per_call = median(
-            &r.chunks
-                .iter()
-                .map(|c| c.wall_ns_per_call)
-                .collect::<Vec<_>>(),
-        );
-        ((nanos(target) / per_call.max(1.0)) as u64).clamp(64, 1 << 20)
+        calibrate_with(target, |chunks, calls| {
+            self.run(OnnxPath::Bare, 1, chunks, calls)
+        })
     }
+}
+
+/// Calls per chunk so that one chunk of an ONNX path takes about `target`: `run(chunks,
+/// chunk_calls)` makes a short probe run (3 chunks of 200 calls), whose median wall time
+/// per call sets the size (64 to 2^20 calls). Serves [`OnnxBench::calibrate`] and
+/// [`OnnxShadow::calibrate`](super::OnnxShadow::calibrate).
+pub(super) fn calibrate_with(target: Duration, run: impl FnOnce(usize, u64) -> RunResult) -> u64 {
+    let r = run(3, 200);
+    let per_call = median(
+        &r.chunks
+            .iter()
+            .map(|c| c.wall_ns_per_call)
+            .collect::<Vec<_>>(),
+    );
+    ((nanos(target) / per_call.max(1.0)) as u64).clamp(64, 1 << 20)
 }

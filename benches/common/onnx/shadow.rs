@@ -3,13 +3,14 @@
 //! ([`OnnxShadowMode`], [`OnnxShadow`]).
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bluegreen::onnx::{Inputs, OnnxModel, Outputs};
 use bluegreen::shadow::{Comparison, Shadow, ShadowStatus};
 use bluegreen::{BlueGreen, Model};
 
 use super::super::{Load, RunResult, SHADOW_QUEUE, SHADOW_SLOW, nanos, run_chunks_with};
+use super::read_path::calibrate_with;
 use super::{POOL, ROWS, bluegreen_run, golden, load_model, single_rows};
 
 /// The live answer a mirrored ONNX request keeps: its labels (`Outputs` is not `Clone`,
@@ -91,6 +92,11 @@ impl OnnxShadow {
             |_, x| bluegreen_run(bg, &inputs[(x as usize) % ROWS]),
             || {},
         )
+    }
+
+    /// Calls per chunk so that one chunk of [`run`](Self::run) takes about `target`.
+    pub fn calibrate(&self, target: Duration) -> u64 {
+        calibrate_with(target, |chunks, calls| self.run(chunks, calls))
     }
 
     /// The shadow's counters for v2 (`None` without a shadow).
