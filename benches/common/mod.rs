@@ -59,10 +59,7 @@ pub use self::{
         AnyPath, ArcSwapLoad, ArcSwapLoadFull, ArcSwapSharedCounter, BlueGreenPredict, Direct,
         ParkingLotRwLock, PathKind, ReadPath, StdMutexClone, StdRwLock,
     },
-    runner::{
-        DEFAULT_CHUNK_CALLS, Load, WRITER_PERIOD, calibrate, run_chunks, run_chunks_with,
-        run_concurrent,
-    },
+    runner::{DEFAULT_CHUNK_CALLS, Load, WRITER_PERIOD, calibrate, run_chunks, run_chunks_with},
     shadow::{SHADOW_QUEUE, SHADOW_SLOW, ShadowMode, ShadowPath},
     stats::{median, nanos, percentile},
 };

@@ -277,12 +277,6 @@ pub enum AnyPath {
 }
 
 impl AnyPath {
-    /// Runs `load` with `iters` calls per reader; see [`run_concurrent`].
-    pub fn run(&self, load: Load, iters: u64) -> RunResult {
-        let chunk_calls = iters.clamp(1, DEFAULT_CHUNK_CALLS);
-        self.run_chunks(load, iters.div_ceil(chunk_calls) as usize, chunk_calls)
-    }
-
     /// Time charged for `iters` calls per reader under `load`, for criterion's
     /// `iter_custom`: the median ns/call over concurrent chunks (see
     /// [`Chunk::concurrent`]), scaled to `iters`. Reruns (a bounded number of times) while

@@ -273,13 +273,6 @@ where
     })
 }
 
-/// [`run_chunks`] with `iters` calls per reader in chunks of [`DEFAULT_CHUNK_CALLS`].
-pub fn run_concurrent<P: ReadPath>(path: &P, load: Load, iters: u64) -> RunResult {
-    let chunk_calls = iters.clamp(1, DEFAULT_CHUNK_CALLS);
-    let chunks = iters.div_ceil(chunk_calls) as usize;
-    run_chunks(path, load, chunks, chunk_calls)
-}
-
 /// Picks calls per chunk so that one chunk of `path` under `load` takes about `target`.
 pub fn calibrate(path: &AnyPath, load: Load, target: Duration) -> u64 {
     let mut calls = 10_000u64;
