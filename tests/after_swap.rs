@@ -160,14 +160,23 @@ fn a_healthy_model_bakes_to_stable_and_keeps_the_previous_for_manual_rollback() 
 }
 
 #[test]
-fn staging_during_a_bake_is_refused_and_a_manual_rollback_ends_it() {
+fn during_a_bake_a_candidate_may_be_staged_but_not_swapped_and_a_manual_rollback_ends_it() {
     let (t, bg, _) = baking(Bake::for_duration(Duration::from_secs(60)).max_error_rate(0.5));
     bg.stage("v2", t.model(2)).unwrap();
     bg.swap().unwrap();
-    let err = bg.stage("v3", t.model(3)).unwrap_err();
+    // Staging keeps the rollback target, so it is allowed while v2 bakes…
+    bg.stage("v3", t.model(3)).unwrap();
+    assert_eq!(bg.status().previous.unwrap().version, "v1");
+    // …but a swap, or unstaging the rollback target, would retire v1: refused.
+    let err = bg.swap().unwrap_err();
     assert!(
         matches!(&err, Error::BakeInProgress { version } if version == "v2"),
         "{err}"
+    );
+    assert_eq!(
+        bg.unstage().unwrap().as_deref(),
+        Some("v3"),
+        "the candidate may go"
     );
     assert!(matches!(bg.unstage(), Err(Error::BakeInProgress { .. })));
     assert_eq!(bg.status().bake.unwrap().version, "v2");
@@ -178,6 +187,26 @@ fn staging_during_a_bake_is_refused_and_a_manual_rollback_ends_it() {
         s.auto_rollbacks, 0,
         "a manual rollback is not counted as automatic"
     );
+    bg.stage("v3", t.model(3)).unwrap();
+}
+
+#[test]
+fn memory_tight_staging_during_a_bake_is_refused() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .memory_tight(true)
+        .bake(Bake::for_duration(Duration::from_secs(60)).check_every(Duration::from_millis(2)))
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model(2)).unwrap();
+    bg.swap().unwrap();
+    let err = bg.stage("v3", t.model(3)).unwrap_err();
+    assert!(
+        matches!(&err, Error::BakeInProgress { version } if version == "v2"),
+        "{err}"
+    );
+    assert!(matches!(bg.unstage(), Err(Error::BakeInProgress { .. })));
+    bg.rollback().unwrap();
     bg.stage("v3", t.model(3)).unwrap();
 }
 
@@ -366,13 +395,16 @@ fn promoting_a_canary_moves_all_traffic_and_keeps_the_previous_for_rollback() {
     let bg = BlueGreen::new("v1", t.model(1)).unwrap();
     bg.stage("v2", t.model(2)).unwrap();
     bg.start_canary(5.0).unwrap();
-    assert!(matches!(
-        bg.swap(),
-        Err(Error::NotACandidate {
-            state: SlotState::Canary,
-            ..
-        })
-    ));
+    // Issue #12 item 12: a swap during a canary says to promote or abort it.
+    let err = bg.swap().unwrap_err();
+    assert!(
+        matches!(&err, Error::CanaryInProgress { version } if version == "v2"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "canary v2 is running: promote_canary() or abort_canary() first"
+    );
     assert!(matches!(
         bg.stage("v3", t.model(3)),
         Err(Error::CanaryInProgress { .. })

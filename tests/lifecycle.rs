@@ -17,6 +17,17 @@ fn deployment(t: &std::sync::Arc<Tracker>) -> BlueGreen<Tracked> {
         .unwrap()
 }
 
+/// [`deployment`], with one standby slot: at most two models resident.
+fn tight_deployment(t: &std::sync::Arc<Tracker>) -> BlueGreen<Tracked> {
+    BlueGreen::builder()
+        .validator(tag_is_good())
+        .warmup_samples(vec![1, 2, 3])
+        .drain_timeout(Duration::from_millis(200))
+        .memory_tight(true)
+        .build("v1", t.model(1))
+        .unwrap()
+}
+
 /// Which model answers right now.
 fn answering(bg: &BlueGreen<Tracked>) -> u64 {
     bg.predict(&0).unwrap().0
@@ -41,7 +52,7 @@ fn stage_puts_candidate_in_standby_without_touching_traffic() {
     let bg = deployment(&t);
     let r = bg.stage("v2", t.model(2)).unwrap();
     assert_eq!(r.version, "v2");
-    assert_eq!(r.retired, None);
+    assert!(r.retired.is_empty());
     let s = bg.status();
     let standby = s.standby.unwrap();
     assert_eq!(
@@ -228,22 +239,72 @@ fn failed_candidate_cannot_be_swapped_again_but_can_be_replaced() {
     );
     assert_eq!(answering(&bg), 1);
     let r = bg.stage("v2-fixed", t.model(22)).unwrap();
-    assert_eq!(r.retired.as_deref(), Some("v2"));
+    assert_eq!(r.retired, ["v2"]);
     bg.swap().unwrap();
     assert_eq!(answering(&bg), 22);
     assert!(common::wait_until(Duration::from_secs(1), || t.drops_of(2) == 1));
 }
 
 #[test]
-fn staging_replaces_the_rollback_target() {
-    // Two slots only: staging a candidate retires the previous model, so there is no
-    // rollback target until the next swap.
+fn staging_keeps_the_rollback_target_through_a_refused_candidate() {
+    // Issue #12 item 6: staging used to retire the previous model, so a broken or refused
+    // version left nothing to roll back to.
     let t = Tracker::new();
     let bg = deployment(&t);
     bg.stage("v2", t.model(2)).unwrap();
     bg.swap().unwrap();
+    let r = bg.stage("v3", t.model(3).bad()).unwrap();
+    assert!(r.retired.is_empty(), "{:?}", r.retired);
+    assert!(matches!(bg.swap(), Err(Error::ValidationFailed(_))));
+    let err = bg
+        .stage_with("v4", || Err::<Tracked, _>("truncated file"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Load { .. }), "{err}");
+    let s = bg.status();
+    assert_eq!(
+        s.candidate, None,
+        "the failed candidate was retired by the next stage"
+    );
+    let previous = s.previous.unwrap();
+    assert_eq!(
+        (previous.version.as_str(), previous.state),
+        ("v1", SlotState::Previous)
+    );
+    assert_eq!(t.drops_of(1), 0);
+    let back = bg.rollback().unwrap();
+    assert_eq!((back.from.as_str(), back.to.as_str()), ("v2", "v1"));
+    assert_eq!(answering(&bg), 1);
+}
+
+#[test]
+fn a_rollback_leaves_a_staged_candidate_staged() {
+    let t = Tracker::new();
+    let bg = deployment(&t);
+    bg.stage("v2", t.model(2)).unwrap();
+    bg.swap().unwrap();
+    bg.stage("v3", t.model(3)).unwrap();
+    bg.rollback().unwrap();
+    let s = bg.status();
+    assert_eq!(s.active.version, "v1");
+    assert_eq!(s.candidate.unwrap().state, SlotState::Staged);
+    assert_eq!(s.previous.unwrap().state, SlotState::RolledBack);
+    // The candidate can still be swapped in; the model rolled back from is retired then.
+    let r = bg.swap().unwrap();
+    assert_eq!((r.from.as_str(), r.to.as_str()), ("v1", "v3"));
+    assert!(common::wait_until(Duration::from_secs(5), || t.drops_of(2) == 1));
+    assert_eq!(bg.status().previous.unwrap().version, "v1");
+}
+
+#[test]
+fn memory_tight_staging_replaces_the_rollback_target() {
+    // Opt-in: one standby slot, so staging a candidate retires the previous model and
+    // there is no rollback target until the next swap.
+    let t = Tracker::new();
+    let bg = tight_deployment(&t);
+    bg.stage("v2", t.model(2)).unwrap();
+    bg.swap().unwrap();
     let r = bg.stage("v3", t.model(3)).unwrap();
-    assert_eq!(r.retired.as_deref(), Some("v1"));
+    assert_eq!(r.retired, ["v1"]);
     assert!(
         common::wait_until(Duration::from_secs(5), || t.drops_of(1) == 1),
         "retired model is dropped by the retirer"
@@ -307,7 +368,7 @@ fn restaging_replaces_an_unswapped_candidate() {
     let bg = deployment(&t);
     bg.stage("v2", t.model(2)).unwrap();
     let r = bg.stage("v3", t.model(3)).unwrap();
-    assert_eq!(r.retired.as_deref(), Some("v2"));
+    assert_eq!(r.retired, ["v2"]);
     assert!(common::wait_until(Duration::from_secs(5), || t.drops_of(2) == 1));
     bg.swap().unwrap();
     assert_eq!(answering(&bg), 3);
@@ -351,9 +412,35 @@ fn dry_run_validation_reports_without_swapping() {
 }
 
 #[test]
-fn stage_waits_for_a_pinned_previous_model_and_times_out_cleanly() {
+fn a_swap_waits_for_a_pinned_previous_model_and_times_out_cleanly() {
     let t = Tracker::new();
     let bg = deployment(&t);
+    let pin = bg.active(); // pins v1
+    bg.stage("v2", t.model(2)).unwrap();
+    bg.swap().unwrap();
+    bg.stage("v3", t.model(3)).unwrap();
+    // Promoting v3 retires v1, which the pin holds.
+    let err = bg.swap().unwrap_err();
+    assert!(
+        matches!(&err, Error::DrainTimeout { version, holders: 1, .. } if version == "v1"),
+        "{err}"
+    );
+    // Nothing changed: v2 serves, v1 is still the rollback target, v3 is staged again.
+    let s = bg.status();
+    assert_eq!(s.active.version, "v2");
+    assert_eq!(s.previous.unwrap().state, SlotState::Previous);
+    assert_eq!(s.candidate.unwrap().state, SlotState::Staged);
+    assert_eq!(pin.predict(&5).unwrap(), (1, 5));
+    drop(pin);
+    bg.swap().unwrap();
+    assert_eq!(answering(&bg), 3);
+    assert!(common::wait_until(Duration::from_secs(5), || t.drops_of(1) == 1));
+}
+
+#[test]
+fn memory_tight_stage_waits_for_a_pinned_previous_model_and_times_out_cleanly() {
+    let t = Tracker::new();
+    let bg = tight_deployment(&t);
     let pin = bg.active(); // pins v1
     bg.stage("v2", t.model(2)).unwrap();
     bg.swap().unwrap();
@@ -381,14 +468,36 @@ fn stage_waits_for_a_pinned_previous_model_and_times_out_cleanly() {
 
     drop(pin);
     let r = bg.stage("v3", t.model(33)).unwrap();
-    assert_eq!(r.retired.as_deref(), Some("v1"));
+    assert_eq!(r.retired, ["v1"]);
     assert!(common::wait_until(Duration::from_secs(5), || t.drops_of(1) == 1));
 }
 
 #[test]
-fn stage_with_loads_only_after_the_old_standby_is_dropped() {
+fn stage_with_loads_only_after_the_candidate_it_replaces_is_dropped() {
     let t = Tracker::new();
     let bg = deployment(&t);
+    bg.stage("v2", t.model(2)).unwrap();
+    bg.swap().unwrap();
+    bg.stage("v3", t.model(3)).unwrap();
+    assert_eq!(t.alive(), 3);
+    let seen_alive = std::cell::Cell::new(usize::MAX);
+    bg.stage_with("v4", || {
+        seen_alive.set(t.alive());
+        Ok::<_, std::io::Error>(t.model(4))
+    })
+    .unwrap();
+    assert_eq!(
+        seen_alive.get(),
+        2,
+        "v3 was dropped before the loader ran; v1 stays"
+    );
+    assert_eq!(t.max_alive(), 3, "active, previous and one candidate");
+}
+
+#[test]
+fn memory_tight_stage_with_loads_only_after_the_old_standby_is_dropped() {
+    let t = Tracker::new();
+    let bg = tight_deployment(&t);
     bg.stage("v2", t.model(2)).unwrap();
     bg.swap().unwrap();
     assert_eq!(t.alive(), 2);

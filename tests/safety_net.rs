@@ -9,8 +9,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bluegreen::{Bake, BlueGreen, SlotState};
-use common::{Behavior, Tracked, Tracker, wait_until};
+use bluegreen::{Bake, BlueGreen, Error, FaultKind, SlotState, Validator, validate};
+use common::{Behavior, OnDrop, Tracked, Tracker, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -123,4 +123,227 @@ fn versioned_answers_name_the_model_that_computed_them_through_swaps_and_canarie
     assert_eq!(errored.version, "v3", "an error is attributed too");
     assert!(errored.output.is_err());
     assert!(errored.map(|r| r.is_err()).output);
+}
+
+fn failing_bake() -> Bake {
+    Bake::for_duration(Duration::from_secs(60))
+        .max_error_rate(0.05)
+        .min_samples(10)
+        .check_every(Duration::from_millis(2))
+}
+
+/// Stages a model that fails every call, swaps to it and drives traffic until the bake
+/// has rolled back `n` times in all.
+fn bad_release(bg: &BlueGreen<Tracked>, t: &Arc<Tracker>, tag: u64, n: u64) {
+    bg.stage(format!("v{tag}"), t.model_with(tag, Behavior::Failing))
+        .unwrap();
+    bg.swap().unwrap();
+    drive(bg, |bg| bg.status().auto_rollbacks == n);
+}
+
+// Item 2: a panicking auto-rollback hook killed the bake monitor: no bad model was ever
+// rolled back again, and every later stage was refused with BakeInProgress.
+#[test]
+fn a_panicking_rollback_hook_is_counted_and_the_monitor_keeps_rolling_back() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .bake(failing_bake())
+        .on_auto_rollback(|r| panic!("pager exploded while reporting {}", r.from))
+        .build("v1", t.model(1))
+        .unwrap();
+    bad_release(&bg, &t, 2, 1);
+    assert!(
+        wait_until(PATIENCE, || bg
+            .status()
+            .faults
+            .count(FaultKind::HookPanicked)
+            == 1),
+        "{}",
+        bg.status()
+    );
+    let fault = bg.status().faults.recent.last().cloned().unwrap();
+    assert_eq!(fault.kind, FaultKind::HookPanicked);
+    assert_eq!(fault.version.as_deref(), Some("v2"));
+    assert_eq!(fault.message, "pager exploded while reporting v2");
+
+    // The monitor is alive: the next bad release is rolled back too, and staging works.
+    bad_release(&bg, &t, 3, 2);
+    assert!(wait_until(PATIENCE, || {
+        bg.status().faults.count(FaultKind::HookPanicked) == 2
+    }));
+    bg.stage("v4", t.model(4)).unwrap();
+    bg.swap().unwrap();
+    assert_eq!(bg.predict(&1).unwrap(), (4, 1));
+}
+
+#[test]
+fn a_hung_rollback_hook_neither_stops_the_monitor_nor_blocks_shutdown() {
+    let t = Tracker::new();
+    let (entered_tx, entered) = crossbeam_channel::unbounded::<String>();
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(0);
+    let bg = BlueGreen::builder()
+        .bake(failing_bake())
+        .shutdown_timeout(Duration::from_millis(100))
+        .on_auto_rollback(move |r| {
+            let _ = entered_tx.send(r.from.clone());
+            let _ = release.recv(); // hangs until the test lets go
+        })
+        .build("v1", t.model(1))
+        .unwrap();
+    bad_release(&bg, &t, 2, 1);
+    assert_eq!(entered.recv_timeout(PATIENCE).unwrap(), "v2");
+    // The hook is stuck on v2's rollback; v3 and v4 are rolled back all the same.
+    bad_release(&bg, &t, 3, 2);
+    bad_release(&bg, &t, 4, 3);
+    assert_eq!(bg.status().active.version, "v1");
+    // Dropping the deployment does not wait forever for the hook.
+    drop(bg);
+    assert!(wait_until(PATIENCE, || t.alive() == 0), "models released");
+    drop(release_tx); // lets the hook thread finish
+}
+
+// Item 3: a panicking Drop killed the retirer thread; the next panicking drop panicked in
+// the admin caller's stage_with; two panicking drops at shutdown aborted the process.
+#[test]
+fn panicking_drops_are_counted_and_neither_the_retirer_nor_the_caller_sees_them() {
+    let t = Tracker::new();
+    let bg = BlueGreen::new("v1", t.model(1).dropping(OnDrop::Panics)).unwrap();
+    bg.stage("v2", t.model(2).dropping(OnDrop::Panics)).unwrap();
+    bg.stage("v3", t.model(3).dropping(OnDrop::Panics)).unwrap(); // retires v2
+    bg.stage_with("v4", || Ok::<_, Error>(t.model(4).dropping(OnDrop::Panics)))
+        .unwrap(); // retires v3 and waits for its drop
+    assert!(wait_until(PATIENCE, || t.drops_of(2) == 1 && t.drops_of(3) == 1));
+    let faults = bg.status().faults;
+    assert_eq!(faults.count(FaultKind::DropPanicked), 2, "{faults:?}");
+    let versions: Vec<_> = faults.recent.iter().map(|f| f.version.clone()).collect();
+    assert_eq!(versions, [Some("v2".to_owned()), Some("v3".to_owned())]);
+    assert_eq!(
+        faults.recent[0].message,
+        "drop of model 2 panicked on purpose"
+    );
+    // The retirer still works.
+    bg.swap().unwrap();
+    bg.stage("v5", t.model(5)).unwrap();
+    bg.swap().unwrap(); // retires v1
+    assert!(wait_until(PATIENCE, || t.drops_of(1) == 1));
+    assert_eq!(bg.status().faults.count(FaultKind::DropPanicked), 3);
+    // Shutdown drops v4 (previous) and v5 (active): one of them panics, no abort.
+    bg.stage("v6", t.model(6).dropping(OnDrop::Panics)).unwrap();
+    drop(bg);
+    assert!(
+        wait_until(PATIENCE, || t.alive() == 0),
+        "every model dropped"
+    );
+    assert_eq!(t.total_drops(), t.created());
+}
+
+// Item 4: with a slow Drop, 14 plain stage() calls left 12 models alive at once and
+// dropping the deployment blocked for 36 s.
+#[test]
+fn a_slow_drop_slows_staging_down_instead_of_letting_models_pile_up() {
+    let t = Tracker::new();
+    let bg = BlueGreen::new("v1", t.model(1)).unwrap();
+    for tag in 2..12 {
+        let model = t
+            .model(tag)
+            .dropping(OnDrop::Slowly(Duration::from_millis(30)));
+        bg.stage(format!("v{tag}"), model).unwrap();
+    }
+    // Active, the candidate, the one being dropped, and the model just handed to stage().
+    assert!(
+        t.max_alive() <= 4,
+        "{} models were alive at once",
+        t.max_alive()
+    );
+    drop(bg);
+    assert!(wait_until(PATIENCE, || t.alive() == 0));
+}
+
+#[test]
+fn a_hung_drop_makes_the_next_retirement_refuse_instead_of_queueing_forever() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .drain_timeout(Duration::from_millis(100))
+        .shutdown_timeout(Duration::from_millis(100))
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model(2).dropping(OnDrop::HangsUntilReleased))
+        .unwrap();
+    bg.stage("v3", t.model(3)).unwrap(); // hands v2 to the retirer, which hangs in its drop
+    assert!(wait_until(PATIENCE, || t.drops_started() == 1));
+    let s = bg.status();
+    assert_eq!(s.retiring.len(), 1, "{s}");
+    assert_eq!(
+        (s.retiring[0].version.as_str(), s.retiring[0].dropping),
+        ("v2", true)
+    );
+
+    let err = bg.stage("v4", t.model(4)).unwrap_err();
+    match &err {
+        Error::RetireBacklog {
+            version, dropping, ..
+        } => assert_eq!((version.as_str(), dropping.as_str()), ("v3", "v2")),
+        other => panic!("expected RetireBacklog, got {other}"),
+    }
+    // Nothing changed: v3 is still the candidate, v1 serves; v4 was dropped.
+    assert_eq!(bg.status().candidate.unwrap().version, "v3");
+    assert_eq!(bg.predict(&1).unwrap(), (1, 1));
+    assert!(wait_until(PATIENCE, || t.drops_of(4) == 1));
+
+    // Dropping the deployment does not wait for v2's drop forever either.
+    drop(bg);
+    assert!(t.alive() >= 1, "v2 is still inside its drop");
+    t.release();
+    assert!(wait_until(PATIENCE, || t.alive() == 0));
+}
+
+// Item 7: without warmup_samples, Model::warm_up was never called.
+#[test]
+fn warm_up_always_runs_before_a_flip_even_without_samples() {
+    let t = Tracker::new();
+    let bg = BlueGreen::new("v1", t.model(1)).unwrap();
+    assert!(
+        bg.active().model().was_warmed(),
+        "the initial model is warmed"
+    );
+    bg.stage("v2", t.model(2)).unwrap();
+    let r = bg.swap().unwrap();
+    assert!(bg.active().model().was_warmed());
+    assert_eq!(
+        r.warm_up_calls, 0,
+        "no samples and the test model cannot make any"
+    );
+}
+
+#[test]
+fn without_samples_warm_up_uses_the_inputs_a_gate_offers() {
+    struct Offers(Vec<u64>);
+    impl Validator<Tracked> for Offers {
+        fn name(&self) -> &str {
+            "offers-inputs"
+        }
+        fn validate(&self, _: &validate::Context<Tracked>) -> validate::Verdict {
+            validate::Verdict::pass("")
+        }
+        fn warm_up_inputs(&self) -> Vec<u64> {
+            self.0.clone()
+        }
+    }
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .validator(Offers(Vec::new()))
+        .validator(Offers(vec![7, 8, 9]))
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model(2)).unwrap();
+    let r = bg.swap().unwrap();
+    assert_eq!(r.warm_up_calls, 3, "the first gate offering inputs is used");
+    // Configured samples win over gates.
+    let bg = BlueGreen::builder()
+        .validator(Offers(vec![7, 8, 9]))
+        .warmup_samples(vec![1])
+        .build("v1", t.model(10))
+        .unwrap();
+    bg.stage("v2", t.model(11)).unwrap();
+    assert_eq!(bg.swap().unwrap().warm_up_calls, 1);
 }

@@ -93,7 +93,7 @@ fn candidate_overrunning_the_deadline_fails_the_gate() {
     // The abandoned gate still holds the candidate; replacing it waits for that (drain),
     // then drops it on the retirer, never while the gate's call is running.
     let r = bg.stage("v3", t.model(3)).unwrap();
-    assert_eq!(r.retired.as_deref(), Some("v2"));
+    assert_eq!(r.retired, ["v2"]);
     assert!(common::wait_until(Duration::from_secs(5), || t.drops_of(2) == 1));
     assert!(t.violations.lock().is_empty(), "{:?}", t.violations.lock());
 }

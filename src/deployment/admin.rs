@@ -1,33 +1,41 @@
 //! Admin operations: stage, unstage, validate, swap, rollback — and the steps they share
 //! (qualifying a candidate, the flip, the rollback flip). Serialized by the admin lock,
-//! which request threads never touch.
+//! which request threads never touch; the flips themselves happen under the state lock,
+//! so the bake monitor's automatic rollback (which takes only that lock) never waits for
+//! a slow admin operation.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::bluegreen::{BlueGreen, Inner, checked_version};
-use super::builder::Config;
 use super::error::{Error, Result};
+use super::faults::{FaultKind, panic_text};
 use super::report::{RollbackReport, StageReport, SwapReport};
-use super::state::{BakeRun, Standby, not_a_candidate};
+use super::state::{BakeRun, Standby, State, Which, not_a_candidate};
 use super::status::SlotState;
 use crate::model::Model;
 use crate::slot::Slot;
 use crate::traffic::shadow::ShadowRuntime;
-use crate::validation::supervise::{self, Supervised};
 use crate::validation::validate::ValidationReport;
 
 impl<M: Model> BlueGreen<M> {
-    /// Puts `model` in the standby slot as the candidate `version`.
+    /// Puts `model` in the candidate slot as the candidate `version`.
     ///
-    /// If the standby slot is occupied (a previous model or an earlier candidate), that
-    /// model is retired first: bluegreen waits up to the drain timeout for its in-flight
-    /// calls, then has the retirer thread drop it. On [`Error::DrainTimeout`] nothing
-    /// changes and `model` is dropped. Staging replaces the rollback target: roll back
-    /// before staging if you need to. Refused while a bake window or a canary runs.
+    /// An earlier candidate is retired first: bluegreen waits up to the drain timeout for
+    /// its in-flight calls, then has the retirer thread drop it. The previous model — the
+    /// rollback target — stays loaded, so a candidate that is later refused costs nothing
+    /// (a model rolled back from is retired: it is no rollback target). In a
+    /// [memory-tight](crate::Builder::memory_tight) deployment the standby is one slot and
+    /// is retired whatever it holds. On [`Error::DrainTimeout`] or
+    /// [`Error::RetireBacklog`] nothing changes and `model` is dropped.
     ///
-    /// `model` already exists when this is called, so for a moment three models are in
-    /// memory; use [`stage_with`](Self::stage_with) to load only after the old one is gone.
+    /// Refused while a canary runs ([`Error::CanaryInProgress`]), and in a memory-tight
+    /// deployment while a bake window runs ([`Error::BakeInProgress`]).
+    ///
+    /// `model` already exists when this is called, so for a moment it coexists with the
+    /// model it replaces; use [`stage_with`](Self::stage_with) to load only after that one
+    /// is gone.
     pub fn stage(&self, version: impl Into<String>, model: M) -> Result<StageReport> {
         self.stage_inner(
             version.into(),
@@ -40,9 +48,12 @@ impl<M: Model> BlueGreen<M> {
         })
     }
 
-    /// Like [`stage`](Self::stage), but calls `load` only after the standby slot has been
-    /// retired and dropped, so at most two models are ever in memory. A loader error is
-    /// returned as [`Error::Load`]; the standby slot is then empty.
+    /// Like [`stage`](Self::stage), but calls `load` only after the model it replaces has
+    /// been retired and dropped — and any model retired earlier that the retirer was still
+    /// dropping (waiting at most the drain timeout for those): with it, a deployment holds
+    /// at most three models (active, previous, candidate; two when memory-tight). A loader error — or a loader panic, caught — is returned
+    /// as [`Error::Load`]; the candidate slot is then empty and the rollback target is
+    /// still loaded (in a memory-tight deployment it was retired before the load).
     pub fn stage_with<F, E>(&self, version: impl Into<String>, load: F) -> Result<StageReport>
     where
         F: FnOnce() -> std::result::Result<M, E>,
@@ -64,27 +75,71 @@ impl<M: Model> BlueGreen<M> {
         let inner = &*self.inner;
         let version = checked_version(version)?;
         let _admin = inner.admin.lock();
-        inner.refuse_if_busy()?;
-        if inner.active.load().version == &*version {
-            return Err(Error::VersionInUse {
-                version: version.into(),
-                slot: "active",
-            });
-        }
-        let (retired, drain_wait) = match inner.retire_standby(wait_for_drop)? {
-            Some((v, wait)) => (Some(v), wait),
-            None => (None, Duration::ZERO),
-        };
-        let load_started = Instant::now();
-        let model = load().map_err(|e| {
-            tracing::warn!(target: "bluegreen", %version, "candidate failed to load");
-            Error::Load {
-                version: version.to_string(),
-                source: e.into(),
+        let mut retire_previous = inner.config.memory_tight;
+        {
+            let st = inner.state.lock();
+            inner.refuse_during_canary(&st)?;
+            if inner.config.memory_tight {
+                inner.refuse_during_bake(&st)?;
             }
-        })?;
+            if inner.active.load().version == &*version {
+                return Err(Error::VersionInUse {
+                    version: version.into(),
+                    slot: "active",
+                });
+            }
+            match &st.previous {
+                Some(p) if p.state == SlotState::RolledBack => retire_previous = true,
+                Some(p) if !retire_previous && p.slot.version == &*version => {
+                    return Err(Error::VersionInUse {
+                        version: version.into(),
+                        slot: "previous",
+                    });
+                }
+                _ => {}
+            }
+        }
+        let mut retired = Vec::new();
+        let mut drain_wait = Duration::ZERO;
+        let slots = [
+            Some(Which::Candidate),
+            retire_previous.then_some(Which::Previous),
+        ];
+        for which in slots.into_iter().flatten() {
+            if let Some((v, wait)) = inner.retire(which, wait_for_drop)? {
+                retired.push(v);
+                drain_wait += wait;
+            }
+        }
+        // `stage_with` promises the models it replaces are gone before it loads: also any
+        // model an earlier operation retired that the retirer is still dropping (bounded).
+        if wait_for_drop && !inner.retirer.wait_until_empty(inner.config.drain_timeout) {
+            tracing::warn!(target: "bluegreen", %version, still = ?inner.retirer.backlog(),
+                "loading while retired models are still being dropped");
+        }
+        let load_started = Instant::now();
+        let model = match catch_unwind(AssertUnwindSafe(load)) {
+            Ok(Ok(model)) => model,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "bluegreen", %version, "candidate failed to load");
+                return Err(Error::Load {
+                    version: version.into(),
+                    source: e.into(),
+                });
+            }
+            Err(payload) => {
+                let message = panic_text(payload.as_ref());
+                inner
+                    .faults
+                    .record(FaultKind::LoaderPanicked, Some(&version), message.clone());
+                return Err(Error::Load {
+                    version: version.into(),
+                    source: format!("the loader panicked: {message}").into(),
+                });
+            }
+        };
         let load_time = load_started.elapsed();
-        let slot = Arc::new(Slot::new(model, &version, inner.config.timed));
+        let slot = Arc::new(inner.new_slot(model, &version)?);
         let report = StageReport {
             version: slot.version.to_string(),
             generation: slot.generation,
@@ -93,8 +148,8 @@ impl<M: Model> BlueGreen<M> {
             load: Some(load_time),
         };
         let mut st = inner.state.lock();
-        st.standby = Some(Standby::new(slot, SlotState::Staged));
-        st.last_change = SystemTime::now();
+        st.candidate = Some(Standby::new(slot, SlotState::Staged));
+        st.changed();
         inner.publish(&st);
         drop(st);
         tracing::info!(target: "bluegreen", version = %report.version, generation = report.generation,
@@ -102,13 +157,24 @@ impl<M: Model> BlueGreen<M> {
         Ok(report)
     }
 
-    /// Retires whatever the standby slot holds (freeing its memory; rollback is then
-    /// impossible). Returns the retired version, or `None` if the slot was empty.
-    /// Refused while a bake window or a canary runs.
+    /// Retires the candidate, or — when there is none — the previous model (freeing its
+    /// memory; rollback is then impossible). Returns the retired version, or `None` when
+    /// both slots were empty. Refused while a canary runs, and retiring the rollback
+    /// target is refused while a bake window runs.
     pub fn unstage(&self) -> Result<Option<String>> {
-        let _admin = self.inner.admin.lock();
-        self.inner.refuse_if_busy()?;
-        Ok(self.inner.retire_standby(true)?.map(|(v, _)| v))
+        let inner = &*self.inner;
+        let _admin = inner.admin.lock();
+        let which = {
+            let st = inner.state.lock();
+            inner.refuse_during_canary(&st)?;
+            if st.candidate.is_some() {
+                Which::Candidate
+            } else {
+                inner.refuse_during_bake(&st)?;
+                Which::Previous
+            }
+        };
+        Ok(inner.retire(which, true)?.map(|(v, _)| v))
     }
 
     /// Runs every gate on the staged candidate without swapping (a dry run).
@@ -120,12 +186,12 @@ impl<M: Model> BlueGreen<M> {
         let _admin = inner.admin.lock();
         let candidate = {
             let st = inner.state.lock();
-            match &st.standby {
-                None => return Err(Error::NothingStaged),
+            match &st.candidate {
                 Some(s) if matches!(s.state, SlotState::Staged | SlotState::Failed) => {
                     Arc::clone(&s.slot)
                 }
                 Some(s) => return Err(not_a_candidate(s)),
+                None => return Err(no_candidate(&st)),
             }
         };
         let report = inner.run_gates(&candidate);
@@ -135,7 +201,8 @@ impl<M: Model> BlueGreen<M> {
 
     /// Runs every gate on the active model itself (it is both candidate and live model, so
     /// comparisons with the live model hold trivially): for readiness checks, since the
-    /// model given to [`Builder::build`](crate::Builder::build) was never a candidate. Changes nothing.
+    /// model given to [`Builder::build`](crate::Builder::build) was never a candidate.
+    /// Changes nothing.
     ///
     /// ```
     /// # use bluegreen::{validate, BlueGreen, Model};
@@ -162,44 +229,44 @@ impl<M: Model> BlueGreen<M> {
     /// atomic pointer store.
     ///
     /// Calls already running on the old model finish on it; the old model becomes the
-    /// standby (state [`SlotState::Previous`]) so [`rollback`](Self::rollback) is instant.
-    /// If a gate fails, panics or overruns, or warm-up fails, nothing changes for traffic:
-    /// the candidate stays staged, marked [`SlotState::Failed`], and the error carries the
-    /// report. With a [`Bake`](crate::Bake) configured, the new model then bakes.
+    /// previous model (state [`SlotState::Previous`]) so [`rollback`](Self::rollback) is
+    /// instant, and the model that was previous before is retired. If a gate fails, panics
+    /// or overruns, or warm-up fails, nothing changes for traffic or for the rollback
+    /// target: the candidate stays staged, marked [`SlotState::Failed`], and the error
+    /// carries the report. With a [`Bake`](crate::Bake) configured, the new model then
+    /// bakes. Refused while a canary runs (promote or abort it) or a bake window runs.
     pub fn swap(&self) -> Result<SwapReport> {
         let inner = &*self.inner;
         let started = Instant::now();
         let _admin = inner.admin.lock();
+        {
+            let st = inner.state.lock();
+            inner.refuse_during_canary(&st)?;
+            inner.refuse_during_bake(&st)?;
+        }
         let candidate = inner.take_candidate()?;
-        let (report, warm_up) = inner.qualify(&candidate)?;
-        Ok(inner.flip_to(candidate, report, warm_up, started))
+        let (report, warm_up, warm_up_calls) = inner.qualify(&candidate)?;
+        inner.make_room_for_previous(&candidate)?;
+        Ok(inner.flip_to(candidate, report, warm_up, warm_up_calls, started))
     }
 
     /// Moves traffic back to the previous model at once, without re-validating it.
     ///
-    /// The model rolled back from stays in standby as [`SlotState::RolledBack`]; it is not
-    /// promoted again unless staged anew. Fails with [`Error::NothingToRollBack`] unless
-    /// the standby slot holds the previous model. Ends a running bake window.
+    /// The model rolled back from becomes [`SlotState::RolledBack`]; it is not promoted
+    /// again unless staged anew. A staged candidate (or a running canary) is not touched.
+    /// Fails with [`Error::NothingToRollBack`] when no previous model is loaded. Ends a
+    /// running bake window.
     pub fn rollback(&self) -> Result<RollbackReport> {
-        let _admin = self.inner.admin.lock();
-        self.inner.rollback_locked()
+        let inner = &*self.inner;
+        let _admin = inner.admin.lock();
+        let mut st = inner.state.lock();
+        inner.roll_back_in(&mut st, |_, _| {})
     }
 }
 
 impl<M: Model> Inner<M> {
-    /// Refuses operations that would retire the standby while it is a rollback target
-    /// under a bake, or a running canary.
-    pub(super) fn refuse_if_busy(&self) -> Result<()> {
-        let st = self.state.lock();
-        if let Some(b) = st.bake {
-            let active = self.active.load();
-            if active.generation == b.generation {
-                return Err(Error::BakeInProgress {
-                    version: active.version.to_string(),
-                });
-            }
-        }
-        match &st.standby {
+    pub(super) fn refuse_during_canary(&self, st: &State<M>) -> Result<()> {
+        match &st.candidate {
             Some(s) if s.state == SlotState::Canary => Err(Error::CanaryInProgress {
                 version: s.slot.version.to_string(),
             }),
@@ -207,36 +274,97 @@ impl<M: Model> Inner<M> {
         }
     }
 
+    /// Refuses operations that would retire the rollback target of a model baking now.
+    pub(super) fn refuse_during_bake(&self, st: &State<M>) -> Result<()> {
+        let active = self.active.load();
+        match st.baking(active.generation) {
+            Some(_) => Err(Error::BakeInProgress {
+                version: active.version.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A slot for a freshly loaded `model`; a panic in its `info` refuses it.
+    pub(super) fn new_slot(&self, model: M, version: &str) -> Result<Slot<M>> {
+        Slot::new(model, version, self.config.timed).map_err(|(model, message)| {
+            self.faults
+                .record(FaultKind::InfoPanicked, Some(version), message.clone());
+            // Its `Drop` may panic too: it is untrusted.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(model))) {
+                self.faults.record(
+                    FaultKind::DropPanicked,
+                    Some(version),
+                    panic_text(payload.as_ref()),
+                );
+            }
+            Error::ModelPanicked {
+                version: version.to_owned(),
+                during: "info",
+                message,
+            }
+        })
+    }
+
     /// The staged candidate, marked validating; or why there is none.
     pub(super) fn take_candidate(&self) -> Result<Arc<Slot<M>>> {
         let mut st = self.state.lock();
-        match &mut st.standby {
-            None => Err(Error::NothingStaged),
+        let why = match &mut st.candidate {
             Some(s) if s.state == SlotState::Staged => {
                 s.state = SlotState::Validating;
-                Ok(Arc::clone(&s.slot))
+                return Ok(Arc::clone(&s.slot));
             }
-            Some(s) if s.state == SlotState::Failed => Err(Error::CandidateFailed {
+            Some(s) if s.state == SlotState::Failed => Error::CandidateFailed {
                 version: s.slot.version.to_string(),
-            }),
-            Some(s) => Err(not_a_candidate(s)),
+            },
+            Some(s) => not_a_candidate(s),
+            None => no_candidate(&st),
+        };
+        Err(why)
+    }
+
+    /// Puts a candidate taken with `take_candidate` back (an operation gave up on it for
+    /// a reason that is not its fault).
+    pub(super) fn untake_candidate(&self, candidate: &Arc<Slot<M>>) {
+        let mut st = self.state.lock();
+        if let Some(s) = st.candidate.as_mut()
+            && Arc::ptr_eq(&s.slot, candidate)
+        {
+            s.state = SlotState::Staged;
         }
+        self.publish(&st);
     }
 
     /// Runs the gates and warm-up on a candidate taken with `take_candidate`. On failure
     /// the candidate is marked failed and traffic is untouched.
-    pub(super) fn qualify(&self, candidate: &Arc<Slot<M>>) -> Result<(ValidationReport, Duration)> {
+    pub(super) fn qualify(
+        &self,
+        candidate: &Arc<Slot<M>>,
+    ) -> Result<(ValidationReport, Duration, usize)> {
         let report = self.run_gates(candidate);
         if !report.passed() {
             self.reject(&report);
             return Err(Error::ValidationFailed(Box::new(report)));
         }
         let warm_started = Instant::now();
-        if let Err(e) = warm(&self.config, candidate) {
-            self.reject(&report);
-            return Err(e);
+        match self.warm(candidate) {
+            Ok(calls) => Ok((report, warm_started.elapsed(), calls)),
+            Err(e) => {
+                self.reject(&report);
+                Err(e)
+            }
         }
-        Ok((report, warm_started.elapsed()))
+    }
+
+    /// Before a qualified candidate becomes active, the model that was previous until now
+    /// is retired (the old active takes its place). On failure the candidate is staged
+    /// again, unharmed.
+    pub(super) fn make_room_for_previous(&self, candidate: &Arc<Slot<M>>) -> Result<()> {
+        self.retire(Which::Previous, false)
+            .map(drop)
+            .inspect_err(|_| {
+                self.untake_candidate(candidate);
+            })
     }
 
     /// The flip: `candidate` becomes active, the old active becomes the previous model.
@@ -245,18 +373,23 @@ impl<M: Model> Inner<M> {
         candidate: Arc<Slot<M>>,
         report: ValidationReport,
         warm_up: Duration,
+        warm_up_calls: usize,
         started: Instant,
     ) -> SwapReport {
+        let mut st = self.state.lock();
         let flip_started = Instant::now();
         let old = self.active.swap(Arc::clone(&candidate));
         let flip = flip_started.elapsed();
-
-        let mut st = self.state.lock();
         let from = old.version.to_string();
-        st.standby = Some(Standby::new(old, SlotState::Previous));
+        st.candidate = None;
+        debug_assert!(
+            st.previous.is_none(),
+            "the previous model was retired first"
+        );
+        st.previous = Some(Standby::new(old, SlotState::Previous));
         st.swaps += 1;
         st.last_validation = Some(report.clone());
-        st.last_change = SystemTime::now();
+        st.changed();
         if self.config.bake.is_some() {
             st.bake = Some(BakeRun {
                 generation: candidate.generation,
@@ -264,7 +397,7 @@ impl<M: Model> Inner<M> {
             });
         }
         self.publish(&st);
-        let old_holders = st.standby.as_ref().map_or(0, |s| self.holders(&s.slot));
+        let old_holders = st.previous.as_ref().map_or(0, |s| self.holders(&s.slot));
         drop(st);
         drop(candidate);
 
@@ -273,55 +406,54 @@ impl<M: Model> Inner<M> {
             to: report.candidate.clone(),
             validation: report,
             warm_up,
+            warm_up_calls,
             flip,
             total: started.elapsed(),
             old_holders,
         };
         tracing::info!(target: "bluegreen", from = %report.from, to = %report.to,
-            validation = ?report.validation.elapsed, warm_up = ?warm_up, flip = ?flip,
-            old_holders, baking = self.config.bake.is_some(), "swapped");
+            validation = ?report.validation.elapsed, warm_up = ?warm_up, warm_up_calls,
+            flip = ?flip, old_holders, baking = self.config.bake.is_some(), "swapped");
         report
     }
 
-    /// Rollback with the admin lock held.
-    pub(super) fn rollback_locked(&self) -> Result<RollbackReport> {
-        let previous = {
-            let st = self.state.lock();
-            match &st.standby {
-                Some(s) if s.state == SlotState::Previous => Arc::clone(&s.slot),
-                other => {
-                    return Err(Error::NothingToRollBack {
-                        standby: other.as_ref().map(|s| s.state),
-                    });
-                }
-            }
+    /// The rollback flip, under the state lock alone (`st` is its guard). `then` runs
+    /// under the same lock, so what it records is never seen apart from the rollback.
+    pub(super) fn roll_back_in(
+        &self,
+        st: &mut State<M>,
+        then: impl FnOnce(&mut State<M>, &RollbackReport),
+    ) -> Result<RollbackReport> {
+        let Some(previous) = st.rollback_target().cloned() else {
+            return Err(Error::NothingToRollBack {
+                standby: st
+                    .previous
+                    .as_ref()
+                    .or(st.candidate.as_ref())
+                    .map(|s| s.state),
+            });
         };
         let flip_started = Instant::now();
-        let old = self.active.swap(previous);
+        let old = self.active.swap(Arc::clone(&previous));
         let flip = flip_started.elapsed();
-
-        let mut st = self.state.lock();
-        let from = old.version.to_string();
-        let to = st
-            .standby
-            .as_ref()
-            .map(|s| s.slot.version.to_string())
-            .unwrap_or_default();
-        st.standby = Some(Standby::new(old, SlotState::RolledBack));
+        let (from, to) = (old.version.to_string(), previous.version.to_string());
+        drop(previous);
+        st.previous = Some(Standby::new(old, SlotState::RolledBack));
         st.rollbacks += 1;
         st.bake = None;
-        st.last_change = SystemTime::now();
-        self.publish(&st);
-        let old_holders = st.standby.as_ref().map_or(0, |s| self.holders(&s.slot));
-        drop(st);
-
-        tracing::warn!(target: "bluegreen", %from, %to, ?flip, old_holders, "rolled back");
-        Ok(RollbackReport {
+        st.changed();
+        self.publish(st);
+        let old_holders = st.previous.as_ref().map_or(0, |s| self.holders(&s.slot));
+        let report = RollbackReport {
             from,
             to,
             flip,
             old_holders,
-        })
+        };
+        then(st, &report);
+        tracing::warn!(target: "bluegreen", from = %report.from, to = %report.to,
+            flip = ?report.flip, old_holders, "rolled back");
+        Ok(report)
     }
 
     pub(super) fn run_gates(&self, candidate: &Arc<Slot<M>>) -> ValidationReport {
@@ -337,7 +469,24 @@ impl<M: Model> Inner<M> {
             &live,
             shadow,
             self.config.validation_deadline,
+            &self.hung,
         );
+        drop(live);
+        for check in report.checks.iter() {
+            match check.status {
+                crate::validation::validate::CheckStatus::Panicked => self.faults.record(
+                    FaultKind::GatePanicked,
+                    Some(&report.candidate),
+                    format!("gate {}: {}", check.name, check.detail),
+                ),
+                crate::validation::validate::CheckStatus::TimedOut => self.faults.record(
+                    FaultKind::Abandoned,
+                    Some(&report.candidate),
+                    format!("gate {}: {}", check.name, check.detail),
+                ),
+                _ => {}
+            }
+        }
         if report.passed() {
             tracing::info!(target: "bluegreen", candidate = %report.candidate,
                 live = %report.live, gates = report.checks.len(), elapsed = ?report.elapsed,
@@ -350,43 +499,24 @@ impl<M: Model> Inner<M> {
         report
     }
 
-    /// Marks the standby candidate failed after a refused swap.
+    /// Marks the candidate failed after a refused swap.
     pub(super) fn reject(&self, report: &ValidationReport) {
         let mut st = self.state.lock();
-        if let Some(s) = st.standby.as_mut() {
+        if let Some(s) = st.candidate.as_mut() {
             s.state = SlotState::Failed;
         }
         st.rejections += 1;
         st.last_validation = Some(report.clone());
-        st.last_change = SystemTime::now();
+        st.changed();
         self.publish(&st);
     }
 }
 
-/// Warms `slot` with the configured samples on a supervised thread.
-pub(super) fn warm<M: Model>(config: &Config<M>, slot: &Arc<Slot<M>>) -> Result<()> {
-    if config.warmup.is_empty() {
-        return Ok(());
+/// Why there is no candidate to validate or swap: nothing staged, or only the previous
+/// model in standby.
+fn no_candidate<M: Model>(st: &State<M>) -> Error {
+    match &st.previous {
+        Some(p) => not_a_candidate(p),
+        None => Error::NothingStaged,
     }
-    let (s, samples) = (Arc::clone(slot), Arc::clone(&config.warmup));
-    let started = Instant::now();
-    let outcome = supervise::run("bluegreen-warmup", config.warmup_deadline, move || {
-        s.model.warm_up(&samples).map_err(|e| e.to_string())
-    });
-    let reason = match outcome {
-        Supervised::Done(Ok(())) => {
-            tracing::info!(target: "bluegreen", version = %slot.version,
-                samples = config.warmup.len(), elapsed = ?started.elapsed(), "warmed up");
-            return Ok(());
-        }
-        Supervised::Done(Err(e)) => format!("error: {e}"),
-        Supervised::Panicked(msg) => format!("panicked: {msg}"),
-        Supervised::TimedOut => format!("exceeded its deadline of {:?}", config.warmup_deadline),
-        Supervised::NotStarted(e) => format!("could not start: {e}"),
-    };
-    tracing::warn!(target: "bluegreen", version = %slot.version, %reason, "warm-up failed");
-    Err(Error::WarmupFailed {
-        version: slot.version.to_string(),
-        reason,
-    })
 }

@@ -8,25 +8,52 @@ use parking_lot::Mutex;
 
 use super::builder::{Builder, Config};
 use super::error::{Error, Result};
+use super::faults::FaultLog;
+use super::hooks::Hooks;
 use super::monitor::Monitor;
 use super::retire::Retirer;
 use super::state::State;
 use crate::model::Model;
-use crate::slot::Slot;
+use crate::slot::{Hung, Slot};
 use crate::traffic::routing::Sessions;
 use crate::traffic::shadow::ShadowRuntime;
 
 /// Longest accepted version label, in bytes.
 const MAX_VERSION_LEN: usize = 256;
 
-/// A model deployment with two resident slots: **active** (blue, serving every request)
-/// and **standby** (green: a staged candidate, or the previous model kept for rollback).
+/// A model deployment: the **active** model (blue) serves every request; a **candidate**
+/// (green) is staged, validated and warmed beside it; the **previous** model stays loaded
+/// after a swap so that [`rollback`](Self::rollback) is instant — and stays loaded while a
+/// candidate is staged, validated or refused (unless [`Builder::memory_tight`]).
 ///
 /// Share one `BlueGreen` across the service with an `Arc`; every operation takes `&self`.
 /// Request threads call [`predict`](Self::predict) (or pin a version with
 /// [`active`](Self::active)); an admin path calls [`stage`](Self::stage),
 /// [`swap`](Self::swap) and [`rollback`](Self::rollback). Admin operations are serialized
 /// among themselves and never block a request.
+///
+/// # Faults: panics, hangs, slow drops
+///
+/// Models, gates and hooks are untrusted code, and the deployment is built to outlive
+/// them:
+///
+/// * A panic in [`predict`](Self::predict) propagates to its caller (catching on the
+///   request path would cost every call) and is counted as a failed call — in
+///   [`SlotStatus::errors`](crate::SlotStatus::errors) and
+///   [`panics`](crate::SlotStatus::panics), and by a bake window's error-rate limits.
+/// * A panic anywhere bluegreen runs model or application code on its own threads — a
+///   gate, warm-up, `Model::info`, a `stage_with` loader, a mirrored shadow call, the
+///   automatic-rollback hook, a model's `Drop` on the retirer — is caught, counted in
+///   [`Status::faults`](crate::Status::faults) with the version, and turned into a refusal
+///   where an operation was waiting on it. No bluegreen thread ends and the process never
+///   aborts because of it.
+/// * A gate, warm-up or shadow call that overruns its deadline is abandoned (threads
+///   cannot be killed): the candidate is refused, the hung work is listed in
+///   [`Status::abandoned`](crate::Status::abandoned) until it returns, and the models it
+///   holds can be retired at once — retirement does not wait for abandoned work.
+/// * A slow `Drop` cannot make models pile up: at most
+///   [`max_retiring`](Builder::max_retiring) models wait to be dropped, and dropping the
+///   deployment waits at most the [`shutdown_timeout`](Builder::shutdown_timeout).
 ///
 /// # Example
 ///
@@ -55,17 +82,12 @@ const MAX_VERSION_LEN: usize = 256;
 /// assert_eq!((report.from.as_str(), report.to.as_str()), ("v1", "v2"));
 /// assert_eq!(bg.predict(&3.0).unwrap(), 6.0);
 ///
-/// // A bad candidate is refused; v2 keeps serving.
+/// // A bad candidate is refused; v2 keeps serving, and v1 is still the rollback target.
 /// bg.stage("v3", Scale(-1.0))?;
 /// assert!(matches!(bg.swap(), Err(Error::ValidationFailed(_))));
 /// assert_eq!(bg.predict(&3.0).unwrap(), 6.0);
-///
-/// // Instant rollback needs the previous model in standby; staging v3 replaced it,
-/// // so stage v1 again to show it (in production you would roll back before staging).
-/// bg.stage("v1-again", Scale(1.0))?;
-/// bg.swap()?;
 /// bg.rollback()?;
-/// assert_eq!(bg.active().version(), "v2");
+/// assert_eq!(bg.active().version(), "v1");
 /// # Ok::<(), Error>(())
 /// ```
 pub struct BlueGreen<M: Model> {
@@ -86,9 +108,16 @@ pub(super) struct Inner<M: Model> {
     pub(super) shadow: Option<ShadowRuntime<M>>,
     /// Serializes admin operations (held across validation, which can be slow).
     pub(super) admin: Mutex<()>,
-    /// Standby slot and counters; held only briefly, so `status()` never waits on a swap.
+    /// Candidate and previous slots, counters; held only briefly (the flips happen under
+    /// it), so `status()` never waits on a swap.
     pub(super) state: Mutex<State<M>>,
     pub(super) config: Config<M>,
+    /// Faults caught on bluegreen's threads.
+    pub(super) faults: Arc<FaultLog>,
+    /// Work abandoned past its deadline, still holding models.
+    pub(super) hung: Hung,
+    /// The thread that calls the automatic-rollback hook, when one is configured.
+    pub(super) hooks: Option<Hooks>,
     /// Declared last: dropped after everything that may hold a model, so it releases the
     /// final references.
     pub(super) retirer: Retirer<M>,
@@ -128,7 +157,11 @@ impl<M: Model> Drop for Inner<M> {
         }
         self.unpublish();
         self.retirer.hold_until_shutdown(self.active.load_full());
-        if let Some(s) = self.state.get_mut().standby.take() {
+        let st = self.state.get_mut();
+        let slots = [st.candidate.take(), st.previous.take()]
+            .into_iter()
+            .chain([st.draining.take().map(|(_, s)| s)]);
+        for s in slots.flatten() {
             self.retirer.hold_until_shutdown(s.slot);
         }
     }
@@ -140,8 +173,12 @@ impl<M: Model> std::fmt::Debug for BlueGreen<M> {
         f.debug_struct("BlueGreen")
             .field("active", &self.inner.active.load().version)
             .field(
-                "standby",
-                &st.standby.as_ref().map(|s| (s.slot.version, s.state)),
+                "candidate",
+                &st.candidate.as_ref().map(|s| (s.slot.version, s.state)),
+            )
+            .field(
+                "previous",
+                &st.previous.as_ref().map(|s| (s.slot.version, s.state)),
             )
             .finish_non_exhaustive()
     }

@@ -1,20 +1,23 @@
 //! [`Builder`]: configuring a deployment (gates, warm-up, deadlines, bake, shadow,
 //! affinity) and starting it.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
-use super::admin::warm;
 use super::bluegreen::{BlueGreen, Inner, checked_version};
 use super::error::{Error, Result};
+use super::faults::{FaultLog, panic_text};
+use super::hooks::Hooks;
 use super::monitor::Monitor;
 use super::retire::Retirer;
 use super::state::State;
+use super::warmup::warm;
 use crate::model::Model;
-use crate::slot::Slot;
+use crate::slot::{Hung, Slot};
 use crate::traffic::bake::{AutoRollback, Bake};
 use crate::traffic::routing::{Affinity, Sessions};
 use crate::traffic::shadow::{Shadow, ShadowRuntime};
@@ -29,8 +32,8 @@ pub(super) struct Config<M: Model> {
     pub(super) warmup_deadline: Duration,
     pub(super) drain_timeout: Duration,
     pub(super) bake: Option<Bake>,
-    pub(super) on_auto_rollback: Option<RollbackHook>,
     pub(super) timed: bool,
+    pub(super) memory_tight: bool,
 }
 
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
@@ -45,6 +48,9 @@ pub struct Builder<M: Model> {
     shadow: Option<Shadow<M>>,
     affinity: Option<Affinity>,
     track_latency: bool,
+    memory_tight: bool,
+    max_retiring: usize,
+    shutdown_timeout: Duration,
 }
 
 impl<M: Model> Default for Builder<M> {
@@ -60,6 +66,9 @@ impl<M: Model> Default for Builder<M> {
             shadow: None,
             affinity: None,
             track_latency: false,
+            memory_tight: false,
+            max_retiring: 1,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -86,7 +95,9 @@ impl<M: Model> Builder<M> {
     }
 
     /// Inputs replayed through every candidate (and the initial model) before it takes
-    /// traffic, via [`Model::warm_up`]. Use a few representative requests.
+    /// traffic, via [`Model::warm_up`]. Use a few representative requests. Without them,
+    /// warm-up still runs: on inputs a gate offers (the golden-set gates offer golden
+    /// rows), else with no samples, for a model that warms itself (`OnnxModel` does).
     pub fn warmup_samples(mut self, samples: Vec<M::Input>) -> Self {
         self.warmup = samples;
         self
@@ -98,9 +109,11 @@ impl<M: Model> Builder<M> {
         self
     }
 
-    /// How long retiring a model waits for its in-flight calls and pins to finish
-    /// (default 30 s). Past it, the operation fails with [`Error::DrainTimeout`] and the
-    /// model stays loaded.
+    /// How long retiring a model waits for its in-flight calls and pins to finish, and for
+    /// room in the retirer's backlog (default 30 s). Past it, the operation fails with
+    /// [`Error::DrainTimeout`] or [`Error::RetireBacklog`] and the model stays loaded.
+    /// References held by work abandoned past its deadline (a hung gate) are not waited
+    /// for.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
@@ -113,7 +126,11 @@ impl<M: Model> Builder<M> {
         self
     }
 
-    /// Called (on the monitor thread) after every automatic rollback, e.g. to page someone.
+    /// Called after every automatic rollback, e.g. to page someone — on a thread of its
+    /// own, inside `catch_unwind`: a panicking hook is counted as a
+    /// [`FaultKind::HookPanicked`](crate::FaultKind::HookPanicked), a hung one makes later
+    /// notifications [skipped](crate::FaultKind::HookSkipped), and neither stops the bake
+    /// monitor. The hook may call back into the deployment.
     pub fn on_auto_rollback(
         mut self,
         hook: impl Fn(&AutoRollback) + Send + Sync + 'static,
@@ -143,8 +160,40 @@ impl<M: Model> Builder<M> {
         self
     }
 
+    /// At most two models resident (active + standby), at the cost of the rollback target:
+    /// staging retires whatever the standby holds — the previous model included — before
+    /// the new model is loaded, so a candidate that fails to load or is refused leaves
+    /// nothing to roll back to, and staging is refused during a bake window.
+    ///
+    /// Off by default: a deployment keeps its previous model loaded while a candidate is
+    /// staged, validated or refused, so it can hold **three** models at once (active,
+    /// previous, candidate). Turn this on when three copies of the model do not fit in
+    /// memory.
+    pub fn memory_tight(mut self, on: bool) -> Self {
+        self.memory_tight = on;
+        self
+    }
+
+    /// How many retired models may be waiting to be dropped — queued for the retirer or in
+    /// their `Drop` — at once (default 1). Retiring one more waits for room up to the
+    /// drain timeout, then fails with [`Error::RetireBacklog`]: a slow `Drop` slows the
+    /// admin path down instead of letting models pile up in memory.
+    pub fn max_retiring(mut self, models: usize) -> Self {
+        self.max_retiring = models.max(1);
+        self
+    }
+
+    /// How long dropping the deployment waits for its threads — the retirer dropping the
+    /// last models, the hook thread, the shadow worker (default 10 s). A thread still busy
+    /// then (a `Drop` or a hook that hangs) is left behind to finish on its own, with an
+    /// error logged, instead of blocking the caller.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
     /// Starts the deployment with `model` active under the label `version`, after warming
-    /// it with the configured samples.
+    /// it (see [`warmup_samples`](Self::warmup_samples)).
     pub fn build(self, version: impl Into<String>, model: M) -> Result<BlueGreen<M>> {
         let version = checked_version(version.into())?;
         let timed = self.track_latency || self.bake.as_ref().is_some_and(Bake::times_calls);
@@ -155,19 +204,45 @@ impl<M: Model> Builder<M> {
             warmup_deadline: self.warmup_deadline,
             drain_timeout: self.drain_timeout,
             bake: self.bake,
-            on_auto_rollback: self.on_auto_rollback,
             timed,
+            memory_tight: self.memory_tight,
         };
-        let slot = Arc::new(Slot::new(model, &version, timed));
-        warm(&config, &slot)?;
+        let faults = Arc::new(FaultLog::default());
+        let hung = Hung::default();
+        let slot = match Slot::new(model, &version, timed) {
+            Ok(slot) => Arc::new(slot),
+            Err((model, message)) => {
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(model)));
+                return Err(Error::ModelPanicked {
+                    version: version.into(),
+                    during: "info",
+                    message,
+                });
+            }
+        };
+        if let Err(e) = warm(&config, &hung, &faults, &slot) {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
+                tracing::error!(target: "bluegreen", panic = %panic_text(payload.as_ref()),
+                    "the refused initial model's drop panicked");
+            }
+            return Err(e);
+        }
+        let spawn = |what| move |source| Error::Spawn { what, source };
         let shadow = self
             .shadow
-            .map(ShadowRuntime::start)
+            .map(|s| ShadowRuntime::start(s, self.shutdown_timeout))
             .transpose()
-            .map_err(|source| Error::Spawn {
-                what: "shadow",
-                source,
-            })?;
+            .map_err(spawn("shadow"))?;
+        let hooks = self
+            .on_auto_rollback
+            .map(|hook| Hooks::start(hook, Arc::clone(&faults), self.shutdown_timeout))
+            .transpose()
+            .map_err(spawn("hook"))?;
+        let retirer = Retirer::start(
+            Arc::clone(&faults),
+            self.max_retiring,
+            self.shutdown_timeout,
+        )?;
         let inner = Arc::new(Inner {
             active: ArcSwap::new(slot),
             canary: ArcSwapOption::empty(),
@@ -175,19 +250,12 @@ impl<M: Model> Builder<M> {
             sessions: self.affinity.as_ref().map(Sessions::new),
             shadow,
             admin: Mutex::new(()),
-            state: Mutex::new(State {
-                standby: None,
-                swaps: 0,
-                rollbacks: 0,
-                rejections: 0,
-                auto_rollbacks: 0,
-                last_validation: None,
-                last_auto_rollback: None,
-                bake: None,
-                last_change: SystemTime::now(),
-            }),
+            state: Mutex::new(State::new()),
             config,
-            retirer: Retirer::start()?,
+            faults,
+            hung,
+            hooks,
+            retirer,
         });
         let monitor = match &inner.config.bake {
             Some(bake) => Some(Monitor::start(Arc::clone(&inner), bake.check_every)?),

@@ -2,12 +2,12 @@
 //! share, promote it, abort it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::bluegreen::BlueGreen;
 use super::error::{Error, Result};
 use super::report::{CanaryReport, SwapReport};
-use super::state::{CanaryRun, Standby};
+use super::state::{CanaryRun, Standby, State, Which};
 use super::status::SlotState;
 use crate::model::Model;
 use crate::traffic::routing::{self};
@@ -23,10 +23,15 @@ impl<M: Model> BlueGreen<M> {
         let basis_points =
             routing::basis_points(percent).ok_or(Error::InvalidPercent { percent })?;
         let _admin = inner.admin.lock();
+        {
+            let st = inner.state.lock();
+            inner.refuse_during_canary(&st)?;
+            inner.refuse_during_bake(&st)?;
+        }
         let candidate = inner.take_candidate()?;
-        let (report, warm_up) = inner.qualify(&candidate)?;
+        let (report, warm_up, warm_up_calls) = inner.qualify(&candidate)?;
         let mut st = inner.state.lock();
-        if let Some(s) = st.standby.as_mut() {
+        if let Some(s) = st.candidate.as_mut() {
             s.state = SlotState::Canary;
             s.canary = Some(CanaryRun {
                 basis_points,
@@ -34,7 +39,7 @@ impl<M: Model> BlueGreen<M> {
             });
         }
         st.last_validation = Some(report.clone());
-        st.last_change = SystemTime::now();
+        st.changed();
         inner.publish(&st);
         drop(st);
         tracing::info!(target: "bluegreen", version = %candidate.version, percent, "canary started");
@@ -43,6 +48,7 @@ impl<M: Model> BlueGreen<M> {
             percent,
             validation: report,
             warm_up,
+            warm_up_calls,
         })
     }
 
@@ -53,44 +59,39 @@ impl<M: Model> BlueGreen<M> {
             routing::basis_points(percent).ok_or(Error::InvalidPercent { percent })?;
         let _admin = inner.admin.lock();
         let mut st = inner.state.lock();
-        match st.standby.as_mut() {
+        match st.candidate.as_mut() {
             Some(Standby {
                 canary: Some(c), ..
             }) => c.basis_points = basis_points,
-            other => {
-                return Err(Error::NoCanary {
-                    standby: other.map(|s| s.state),
-                });
-            }
+            _ => return Err(no_canary(&st)),
         }
-        st.last_change = SystemTime::now();
+        st.changed();
         inner.publish(&st);
         tracing::info!(target: "bluegreen", percent, "canary share changed");
         Ok(())
     }
 
     /// Moves all traffic to the running canary (it already passed its gates), like the
-    /// flip of [`swap`](Self::swap).
+    /// flip of [`swap`](Self::swap): the old active becomes the previous model and the
+    /// model previous until now is retired first. If that retirement is refused (a drain
+    /// timeout), the canary keeps running unchanged.
     pub fn promote_canary(&self) -> Result<SwapReport> {
         let inner = &*self.inner;
         let started = Instant::now();
         let _admin = inner.admin.lock();
         let (candidate, report) = {
             let st = inner.state.lock();
-            match &st.standby {
+            match &st.candidate {
                 Some(Standby {
                     slot,
                     canary: Some(c),
                     ..
                 }) => (Arc::clone(slot), c.validation.clone()),
-                other => {
-                    return Err(Error::NoCanary {
-                        standby: other.as_ref().map(|s| s.state),
-                    });
-                }
+                _ => return Err(no_canary(&st)),
             }
         };
-        Ok(inner.flip_to(candidate, report, Duration::ZERO, started))
+        inner.retire(Which::Previous, false)?;
+        Ok(inner.flip_to(candidate, report, Duration::ZERO, 0, started))
     }
 
     /// Stops the canary at once: its share drops to 0 and it is marked failed, so it is not
@@ -99,22 +100,25 @@ impl<M: Model> BlueGreen<M> {
         let inner = &*self.inner;
         let _admin = inner.admin.lock();
         let mut st = inner.state.lock();
-        let version = match st.standby.as_mut() {
+        let version = match st.candidate.as_mut() {
             Some(s) if s.canary.is_some() => {
                 s.state = SlotState::Failed;
                 s.canary = None;
                 s.slot.version.to_string()
             }
-            other => {
-                return Err(Error::NoCanary {
-                    standby: other.map(|s| s.state),
-                });
-            }
+            _ => return Err(no_canary(&st)),
         };
-        st.last_change = SystemTime::now();
+        st.changed();
         inner.publish(&st);
         drop(st);
         tracing::warn!(target: "bluegreen", %version, "canary aborted");
         Ok(())
+    }
+}
+
+/// Why there is no canary: what the standby holds instead.
+fn no_canary<M: Model>(st: &State<M>) -> Error {
+    Error::NoCanary {
+        standby: st.standby().map(|s| s.state),
     }
 }

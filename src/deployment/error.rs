@@ -52,7 +52,7 @@ pub enum Error {
     VersionInUse {
         /// The duplicate label.
         version: String,
-        /// `"active"` or `"standby"`.
+        /// `"active"` or `"previous"`.
         slot: &'static str,
     },
 
@@ -85,16 +85,19 @@ pub enum Error {
         standby: Option<SlotState>,
     },
 
-    /// A bake window is running: staging or unstaging would retire the rollback target.
+    /// A bake window is running, and the operation would retire the baking model's
+    /// rollback target (a swap, a canary, unstaging the previous model; in a memory-tight
+    /// deployment any stage).
     #[error(
-        "{version} is baking: wait for its bake window to pass, or roll back, before staging or unstaging"
+        "{version} is baking: wait for its bake window to pass, or roll back, first (this would retire its rollback target)"
     )]
     BakeInProgress {
         /// The version baking.
         version: String,
     },
 
-    /// A canary is running: staging or unstaging would retire it mid-flight.
+    /// A canary is running: staging, unstaging or swapping would retire or bypass it
+    /// mid-flight.
     #[error("canary {version} is running: promote_canary() or abort_canary() first")]
     CanaryInProgress {
         /// The canary's version.
@@ -117,7 +120,7 @@ pub enum Error {
 
     /// An outcome reported for a version that is not loaded.
     #[error(
-        "version {version} is not loaded; outcomes can only be recorded for the active or standby model"
+        "version {version} is not loaded; outcomes can only be recorded for a loaded model (active, candidate or previous)"
     )]
     UnknownVersion {
         /// The version given.
@@ -132,6 +135,32 @@ pub enum Error {
         /// The loader's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The retirer is still dropping earlier models: retiring another would let models
+    /// pile up in memory (see [`Builder::max_retiring`](crate::Builder::max_retiring)).
+    #[error(
+        "cannot retire {version}: the retirer is still dropping {dropping} after waiting {waited:?}; try again when it is done"
+    )]
+    RetireBacklog {
+        /// The model that was to be retired (it stays loaded).
+        version: String,
+        /// The models still waiting to be dropped.
+        dropping: String,
+        /// How long it waited for room.
+        waited: Duration,
+    },
+
+    /// The model panicked while bluegreen asked it something before it could be staged
+    /// (its [`info`](crate::Model::info)); it was refused and dropped.
+    #[error("model {version} panicked in {during}: {message}")]
+    ModelPanicked {
+        /// The model's version.
+        version: String,
+        /// What was called.
+        during: &'static str,
+        /// The panic message.
+        message: String,
     },
 
     /// A background thread could not be started.

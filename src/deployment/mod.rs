@@ -9,9 +9,12 @@
 //! | `admin.rs` | stage, unstage, validate, swap, rollback, and the steps they share (qualify, flip) |
 //! | `canary.rs` | start, resize, promote and abort a canary |
 //! | `monitor.rs` | the bake monitor thread and automatic rollback |
+//! | `hooks.rs` | the thread that calls the automatic-rollback hook, off the monitor |
+//! | `warmup.rs` | warming a model before it takes traffic (always; where the samples come from) |
+//! | `faults.rs` | [`Faults`]: panics and hangs caught on bluegreen's threads, counted with the version |
 //! | `routes.rs` | publishing the standby to keyed routes and the shadow, withdrawing it, counting its holders |
 //! | `retire.rs` | draining the standby and the retirer thread that drops retired models |
-//! | `state.rs` | the admin state: standby slot, counters, running bake |
+//! | `state.rs` | the admin state: candidate and previous slots, a model draining, counters, running bake |
 //! | `status.rs` | [`Status`], [`SlotStatus`], [`SlotState`] and `status()` |
 //! | `report.rs` | what admin operations return: [`StageReport`], [`SwapReport`], [`RollbackReport`], [`CanaryReport`] |
 //! | `error.rs` | [`Error`], why an admin operation was refused |
@@ -26,6 +29,8 @@ mod bluegreen;
 mod builder;
 mod canary;
 mod error;
+mod faults;
+mod hooks;
 mod monitor;
 mod read;
 mod report;
@@ -33,10 +38,12 @@ mod retire;
 mod routes;
 mod state;
 mod status;
+mod warmup;
 
 pub use bluegreen::BlueGreen;
 pub use builder::Builder;
 pub use error::{Error, Result};
+pub use faults::{Fault, FaultKind, Faults};
 pub use read::{Active, Versioned};
 pub use report::{CanaryReport, RollbackReport, StageReport, SwapReport};
-pub use status::{SlotState, SlotStatus, Status};
+pub use status::{Abandoned, RetiringModel, SlotState, SlotStatus, Status};

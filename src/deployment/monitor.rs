@@ -1,13 +1,20 @@
 //! The bake monitor: one thread per deployment (when a [`Bake`](crate::Bake) is configured)
 //! that looks at the baking model and rolls back on a breach.
+//!
+//! Nothing the monitor calls can end it: each look runs inside `catch_unwind` (a panic is
+//! a [`FaultKind::MonitorPanicked`] and the next look comes as usual), and the
+//! application's hook runs on the hook thread, not here. The automatic rollback takes the
+//! state lock only — not the admin lock — so a slow admin operation (a model loading, a
+//! dry-run validation) never delays it.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::bluegreen::Inner;
 use super::error::{Error, Result};
+use super::faults::{FaultKind, panic_text};
 use super::state::BakeRun;
-use super::status::SlotState;
 use crate::model::Model;
 use crate::traffic::bake::AutoRollback;
 
@@ -25,7 +32,13 @@ impl Monitor {
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(every)
                 {
-                    inner.check_bake();
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| inner.check_bake())) {
+                        inner.faults.record(
+                            FaultKind::MonitorPanicked,
+                            None,
+                            panic_text(payload.as_ref()),
+                        );
+                    }
                 }
             })
             .map_err(|source| Error::Spawn {
@@ -43,9 +56,8 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(h) = self.handle.take() {
-            // The last `BlueGreen` can be released on the monitor thread itself (by an
-            // auto-rollback hook holding it); a thread cannot join itself, and it is about
-            // to leave its loop anyway now that `stop` is gone.
+            // Never true today (hooks run on their own thread), kept as a guard: a thread
+            // cannot join itself, and it leaves its loop anyway once `stop` is gone.
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
@@ -67,11 +79,7 @@ impl<M: Model> Inner<M> {
                 st.bake = None;
                 return;
             }
-            let previous = st
-                .standby
-                .as_ref()
-                .filter(|s| s.state == SlotState::Previous)
-                .map(|s| Arc::clone(&s.slot));
+            let previous = st.rollback_target().cloned();
             (run, active, previous)
         };
         let now = active.observed();
@@ -82,9 +90,9 @@ impl<M: Model> Inner<M> {
             self.auto_rollback(run, reason);
         } else if bake.passed(run.started.elapsed(), &now) {
             let mut st = self.state.lock();
-            if st.bake.is_some_and(|b| b.generation == run.generation) {
+            if st.baking(run.generation).is_some() {
                 st.bake = None;
-                st.last_change = SystemTime::now();
+                st.changed();
                 drop(st);
                 tracing::info!(target: "bluegreen", version = %active.version,
                     requests = now.requests, errors = now.errors, elapsed = ?run.started.elapsed(),
@@ -93,43 +101,37 @@ impl<M: Model> Inner<M> {
         }
     }
 
-    pub(super) fn auto_rollback(&self, run: BakeRun, reason: String) {
-        let record = {
-            let _admin = self.admin.lock();
-            // Re-check under the admin lock: a manual rollback may have won the race.
-            if self
-                .state
-                .lock()
-                .bake
-                .is_none_or(|b| b.generation != run.generation)
-            {
-                return;
-            }
-            let report = match self.rollback_locked() {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(target: "bluegreen", %reason, error = %e,
-                        "bake limit breached but automatic rollback failed");
-                    return;
-                }
-            };
+    fn auto_rollback(&self, run: BakeRun, reason: String) {
+        let mut st = self.state.lock();
+        // Only if that bake still runs: a manual rollback may have won the race.
+        if st.baking(run.generation).is_none() {
+            return;
+        }
+        let record = self.roll_back_in(&mut st, |st, report| {
             let record = AutoRollback {
-                from: report.from,
-                to: report.to,
-                reason,
+                from: report.from.clone(),
+                to: report.to.clone(),
+                reason: reason.clone(),
                 after: run.started.elapsed(),
                 at: SystemTime::now(),
             };
-            let mut st = self.state.lock();
             st.auto_rollbacks += 1;
-            st.last_auto_rollback = Some(record.clone());
-            record
+            st.last_auto_rollback = Some(record);
+        });
+        let record = match record {
+            Ok(_) => st.last_auto_rollback.clone(),
+            Err(e) => {
+                tracing::error!(target: "bluegreen", %reason, error = %e,
+                    "bake limit breached but automatic rollback failed");
+                None
+            }
         };
+        drop(st);
+        let Some(record) = record else { return };
         tracing::error!(target: "bluegreen", from = %record.from, to = %record.to,
             reason = %record.reason, after = ?record.after, "automatic rollback");
-        // Outside the admin lock: the hook may call back into the deployment.
-        if let Some(hook) = &self.config.on_auto_rollback {
-            hook(&record);
+        if let Some(hooks) = &self.hooks {
+            hooks.notify(&record);
         }
     }
 }

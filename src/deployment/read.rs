@@ -195,12 +195,16 @@ impl<M: Model> BlueGreen<M> {
             }
         }
         let st = inner.state.lock();
-        match &st.standby {
-            Some(s) if s.slot.version == version => {
+        match [&st.candidate, &st.previous]
+            .into_iter()
+            .flatten()
+            .find(|s| s.slot.version == version)
+        {
+            Some(s) => {
                 s.slot.stats.record_outcome(ok);
                 Ok(())
             }
-            _ => Err(Error::UnknownVersion {
+            None => Err(Error::UnknownVersion {
                 version: version.to_owned(),
             }),
         }

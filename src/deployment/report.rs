@@ -12,9 +12,10 @@ pub struct StageReport {
     pub version: String,
     /// Its generation (unique per load).
     pub generation: u64,
-    /// The model that was retired to make room, if the standby slot was occupied.
-    pub retired: Option<String>,
-    /// How long retiring waited for the old model's in-flight calls to drain.
+    /// The models retired to make room: an earlier candidate, a model rolled back from (no
+    /// rollback target), and in a memory-tight deployment the previous model.
+    pub retired: Vec<String>,
+    /// How long retiring waited for the old models' in-flight calls to drain.
     #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub drain_wait: Duration,
     /// How long the loader ran ([`stage_with`](crate::BlueGreen::stage_with) only; a
@@ -39,6 +40,9 @@ pub struct SwapReport {
     /// Time spent warming the candidate.
     #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub warm_up: Duration,
+    /// Calls the warm-up made on the candidate (0 after a canary promotion: it was warmed
+    /// when the canary started).
+    pub warm_up_calls: usize,
     /// Time of the flip itself (one atomic pointer store plus bookkeeping).
     #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub flip: Duration,
@@ -85,4 +89,6 @@ pub struct CanaryReport {
     /// Time spent warming it.
     #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub warm_up: Duration,
+    /// Calls the warm-up made on it.
+    pub warm_up_calls: usize,
 }

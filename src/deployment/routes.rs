@@ -1,6 +1,7 @@
-//! The routes into the standby model besides the admin state — the previous model for
-//! pinned sessions, the canary, the shadow target — published from the admin state and
-//! withdrawn before the standby is retired; and counting the references beyond them.
+//! The routes into the non-active models besides the admin state — the previous model for
+//! pinned sessions, the canary, the shadow target — published from the admin state (so a
+//! model being drained for retirement is reached by none of them), and counting the
+//! references held beyond them.
 
 use std::sync::Arc;
 
@@ -11,15 +12,22 @@ use crate::model::Model;
 use crate::slot::Slot;
 
 impl<M: Model> Inner<M> {
-    /// Makes the keyed-routing views and the shadow target match the standby slot.
+    /// Makes the keyed-routing views and the shadow target match the admin state. Called
+    /// with the state lock held, after every change to the slots.
     pub(super) fn publish(&self, st: &State<M>) {
-        let standby = st.standby.as_ref();
-        let with = |state: &[SlotState]| standby.filter(|s| state.contains(&s.state));
         if self.sessions.is_some() {
-            self.previous
-                .store(with(&[SlotState::Previous]).map(|s| Arc::clone(&s.slot)));
+            let previous = st.rollback_target().cloned();
+            let current = self.previous.load();
+            let same = match (&*current, &previous) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                self.previous.store(previous);
+            }
         }
-        let canary = standby.and_then(|s| {
+        let canary = st.candidate.as_ref().and_then(|s| {
             let run = s.canary.as_ref()?;
             Some(Arc::new(CanaryRoute {
                 slot: Arc::clone(&s.slot),
@@ -30,11 +38,16 @@ impl<M: Model> Inner<M> {
             self.canary.store(canary);
         }
         if let Some(shadow) = &self.shadow {
-            shadow.target(with(&[SlotState::Staged, SlotState::Validating]).map(|s| &s.slot));
+            let target = st
+                .candidate
+                .as_ref()
+                .filter(|s| matches!(s.state, SlotState::Staged | SlotState::Validating))
+                .map(|s| &s.slot);
+            shadow.target(target);
         }
     }
 
-    /// Unpublishes everything (before retiring the standby).
+    /// Withdraws every route (at shutdown).
     pub(super) fn unpublish(&self) {
         self.previous.store(None);
         self.canary.store(None);
@@ -43,7 +56,9 @@ impl<M: Model> Inner<M> {
         }
     }
 
-    /// References to a standby model beyond the deployment's own (state and routes).
+    /// References to a non-active model beyond the deployment's own (its slot in the admin
+    /// state, and the routes to it) and beyond those held by abandoned work: calls running
+    /// on it and [`Active`](crate::Active) pins.
     pub(super) fn holders(&self, slot: &Arc<Slot<M>>) -> u64 {
         let mut ours = 1;
         if self
@@ -65,6 +80,7 @@ impl<M: Model> Inner<M> {
         if self.shadow.as_ref().is_some_and(|s| s.holds(slot)) {
             ours += 1;
         }
-        Arc::strong_count(slot).saturating_sub(ours) as u64
+        let abandoned = self.hung.refs_on(slot.generation);
+        (Arc::strong_count(slot) as u64).saturating_sub(ours + abandoned)
     }
 }

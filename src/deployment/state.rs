@@ -1,5 +1,12 @@
-//! The admin state behind the lock: the standby slot and what it is doing, counters, the
-//! running bake.
+//! The admin state behind the state lock: the candidate slot, the previous model (the
+//! rollback target), a model being drained for retirement, counters, the running bake.
+//!
+//! Three slots besides the active one, because a candidate must not cost the rollback
+//! target: staging, loading or refusing a candidate leaves the previous model loaded
+//! (unless the deployment is [memory-tight](crate::Builder::memory_tight), where the
+//! standby is one slot as before and staging retires it first). The public
+//! [`Status::standby`](crate::Status::standby) shows the candidate when there is one, else
+//! the previous model.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -12,7 +19,14 @@ use crate::traffic::bake::AutoRollback;
 use crate::validation::validate::ValidationReport;
 
 pub(super) struct State<M: Model> {
-    pub(super) standby: Option<Standby<M>>,
+    /// A candidate: staged, validating, failed or running as a canary.
+    pub(super) candidate: Option<Standby<M>>,
+    /// The model active before the last swap (`Previous`, the rollback target) or the
+    /// one just rolled back from (`RolledBack`).
+    pub(super) previous: Option<Standby<M>>,
+    /// A model taken out of its slot for retirement, while its calls drain. Routes no
+    /// longer reach it; a drain timeout puts it back.
+    pub(super) draining: Option<(Which, Standby<M>)>,
     pub(super) swaps: u64,
     pub(super) rollbacks: u64,
     pub(super) rejections: u64,
@@ -21,6 +35,67 @@ pub(super) struct State<M: Model> {
     pub(super) last_auto_rollback: Option<AutoRollback>,
     pub(super) bake: Option<BakeRun>,
     pub(super) last_change: SystemTime,
+}
+
+/// Which of the two non-active slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Which {
+    Candidate,
+    Previous,
+}
+
+impl<M: Model> State<M> {
+    pub(super) fn new() -> Self {
+        Self {
+            candidate: None,
+            previous: None,
+            draining: None,
+            swaps: 0,
+            rollbacks: 0,
+            rejections: 0,
+            auto_rollbacks: 0,
+            last_validation: None,
+            last_auto_rollback: None,
+            bake: None,
+            last_change: SystemTime::now(),
+        }
+    }
+
+    /// What the public standby slot shows: the candidate, else the previous model.
+    pub(super) fn standby(&self) -> Option<&Standby<M>> {
+        self.candidate.as_ref().or(self.previous.as_ref())
+    }
+
+    pub(super) fn slot(&self, which: Which) -> Option<&Standby<M>> {
+        match which {
+            Which::Candidate => self.candidate.as_ref(),
+            Which::Previous => self.previous.as_ref(),
+        }
+    }
+
+    pub(super) fn slot_mut(&mut self, which: Which) -> &mut Option<Standby<M>> {
+        match which {
+            Which::Candidate => &mut self.candidate,
+            Which::Previous => &mut self.previous,
+        }
+    }
+
+    /// The rollback target, if there is one.
+    pub(super) fn rollback_target(&self) -> Option<&Arc<Slot<M>>> {
+        self.previous
+            .as_ref()
+            .filter(|p| p.state == SlotState::Previous)
+            .map(|p| &p.slot)
+    }
+
+    /// The bake running on the active model with `generation`, if any.
+    pub(super) fn baking(&self, generation: u64) -> Option<BakeRun> {
+        self.bake.filter(|b| b.generation == generation)
+    }
+
+    pub(super) fn changed(&mut self) {
+        self.last_change = SystemTime::now();
+    }
 }
 
 pub(super) struct Standby<M: Model> {

@@ -6,6 +6,8 @@ use std::time::SystemTime;
 use std::time::Duration;
 
 use super::bluegreen::BlueGreen;
+use super::faults::Faults;
+use super::state::Standby;
 use crate::model::Model;
 use crate::model::ModelInfo;
 use crate::slot::Slot;
@@ -103,8 +105,21 @@ pub struct SlotStatus {
 pub struct Status {
     /// The model serving traffic.
     pub active: SlotStatus,
-    /// The candidate or previous model, if any.
+    /// The standby slot as one view: the candidate when one is staged, else the previous
+    /// model. (With a candidate staged, the previous model is in
+    /// [`previous`](Self::previous).)
     pub standby: Option<SlotStatus>,
+    /// The candidate: staged, validating, failed, or running as a canary.
+    pub candidate: Option<SlotStatus>,
+    /// The previous model: the rollback target ([`SlotState::Previous`]) or the model
+    /// just rolled back from ([`SlotState::RolledBack`]).
+    pub previous: Option<SlotStatus>,
+    /// Models on their way out: draining, queued for the retirer, or being dropped.
+    pub retiring: Vec<RetiringModel>,
+    /// Work abandoned past its deadline that still runs (and holds models).
+    pub abandoned: Vec<Abandoned>,
+    /// Faults caught on bluegreen's threads (panics, hangs, skipped hooks).
+    pub faults: Faults,
     /// Completed swaps.
     pub swaps: u64,
     /// Completed rollbacks.
@@ -131,6 +146,41 @@ pub struct Status {
         serde(serialize_with = "crate::serde_util::unix_secs")
     )]
     pub last_change: SystemTime,
+}
+
+/// A model on its way out, in [`Status::retiring`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiringModel {
+    /// Its version.
+    pub version: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Whether its `Drop` is running now (else it is queued, or still draining).
+    pub dropping: bool,
+    /// When it was handed over for retirement.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::unix_secs")
+    )]
+    pub since: SystemTime,
+}
+
+/// Work that overran its deadline and still runs, in [`Status::abandoned`]. Its thread
+/// holds the models it was given until it returns; retiring them does not wait for it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    /// What hung (a gate, a warm-up, a mirrored call) and on which candidate.
+    pub what: String,
+    /// The versions of the models it holds.
+    pub versions: Vec<String>,
+    /// When it was abandoned.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::unix_secs")
+    )]
+    pub since: SystemTime,
 }
 
 impl fmt::Display for Status {
@@ -162,6 +212,24 @@ impl fmt::Display for Status {
                 "baking {} for {:.1?}: {} requests, {} errors",
                 b.version, b.elapsed, b.requests, b.errors
             )?;
+        }
+        if let Some(p) = self.previous.as_ref().filter(|_| self.candidate.is_some()) {
+            line(f, "previous", p)?;
+        }
+        for r in &self.retiring {
+            writeln!(
+                f,
+                "retiring {} (gen {}): {}",
+                r.version,
+                r.generation,
+                if r.dropping { "dropping" } else { "waiting" }
+            )?;
+        }
+        for a in &self.abandoned {
+            writeln!(f, "abandoned: {} (holds {})", a.what, a.versions.join(", "))?;
+        }
+        if self.faults.total > 0 {
+            writeln!(f, "faults caught: {}", self.faults.total)?;
         }
         if let Some(r) = &self.last_auto_rollback {
             writeln!(
@@ -201,18 +269,43 @@ impl<M: Model> BlueGreen<M> {
             }
         });
         drop(active);
-        let standby = st
-            .standby
-            .as_ref()
-            .map(|s| slot_status(&s.slot, s.state, Some(inner.holders(&s.slot))));
+        let view = |s: &Standby<M>| slot_status(&s.slot, s.state, Some(inner.holders(&s.slot)));
+        let candidate = st.candidate.as_ref().map(view);
+        let previous = st.previous.as_ref().map(view);
+        let standby = candidate.clone().or_else(|| previous.clone());
         let canary_percent = st
-            .standby
+            .candidate
             .as_ref()
             .and_then(|s| s.canary.as_ref())
             .map(|c| f64::from(c.basis_points) / 100.0);
+        let draining = st.draining.as_ref().map(|(_, s)| RetiringModel {
+            version: s.slot.version.to_owned(),
+            generation: s.slot.generation,
+            dropping: false,
+            since: st.last_change,
+        });
+        let retiring = draining
+            .into_iter()
+            .chain(inner.retirer.backlog())
+            .collect();
+        let abandoned = inner
+            .hung
+            .list()
+            .into_iter()
+            .map(|w| Abandoned {
+                what: w.what,
+                versions: w.versions.iter().map(|v| (*v).to_owned()).collect(),
+                since: w.since,
+            })
+            .collect();
         Status {
             active: active_status,
             standby,
+            candidate,
+            previous,
+            retiring,
+            abandoned,
+            faults: inner.faults.snapshot(),
             swaps: st.swaps,
             rollbacks: st.rollbacks,
             rejections: st.rejections,

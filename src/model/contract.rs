@@ -13,6 +13,23 @@ use super::ModelInfo;
 /// an expensive `Drop` (freeing gigabytes of weights, closing a GPU context) does not show up
 /// in anyone's request latency.
 ///
+/// # Panics, hangs and slow drops
+///
+/// bluegreen treats a model as untrusted until it has passed its gates, and keeps
+/// distrusting it after:
+///
+/// * **`predict` on a request thread**: a panic propagates to the caller, and the call is
+///   counted as failed (and as a panic) in the slot's statistics, so a bake window rolls
+///   back a model that panics as it would one that returns errors.
+/// * **`predict` inside a gate or a shadow call, `warm_up`, `info`**: run where bluegreen
+///   can catch them; a panic refuses the candidate (or counts as a shadow error) and is
+///   recorded as a [fault](crate::Faults) with the version. A call that never returns is
+///   abandoned at its deadline — listed in [`Status::abandoned`](crate::Status::abandoned)
+///   until it does — and does not stop the deployment from retiring the model.
+/// * **`Drop`**: runs on the retirer thread, inside `catch_unwind`; a panic is a fault,
+///   and a slow drop delays the next retirement rather than letting models pile up (see
+///   [`Builder::max_retiring`](crate::Builder::max_retiring)).
+///
 /// # Example
 ///
 /// ```
@@ -46,19 +63,23 @@ pub trait Model: Send + Sync + 'static {
     /// Runs the model on one input. Called concurrently from many threads.
     fn predict(&self, input: &Self::Input) -> Result<Self::Output, Self::Error>;
 
-    /// Prepares the model for traffic, before it becomes active.
+    /// Prepares the model for traffic, before it becomes active; returns how many calls it
+    /// made.
     ///
     /// The first calls on a freshly loaded model are often far slower than steady state
     /// (lazy allocation, kernel selection, page faults: 111 µs vs 2.4 µs on a small ONNX
-    /// model). bluegreen calls this once on a candidate, after validation and before the
-    /// flip, with the configured warm-up samples. The default runs [`predict`](Model::predict)
-    /// once per sample; backends that keep several execution contexts (a session pool)
-    /// should override it to warm every one of them.
-    fn warm_up(&self, samples: &[Self::Input]) -> Result<(), Self::Error> {
+    /// model). bluegreen calls this once on every model before it takes traffic — the
+    /// initial one and each candidate, after validation and before the flip — with the
+    /// configured warm-up samples, else inputs offered by a gate, else **no samples**: a
+    /// model that can make inputs of its own (from its declared schema) should then warm
+    /// itself, as `OnnxModel` does. The default runs [`predict`](Model::predict) once per
+    /// sample; backends that keep several execution contexts (a session pool) should
+    /// override it to warm every one of them.
+    fn warm_up(&self, samples: &[Self::Input]) -> Result<usize, Self::Error> {
         for sample in samples {
             self.predict(sample)?;
         }
-        Ok(())
+        Ok(samples.len())
     }
 
     /// Describes the model: input/output schema and metadata, where the backend knows them.

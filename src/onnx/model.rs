@@ -272,6 +272,63 @@ fn with_values<R>(
     }
 }
 
+impl OnnxModel {
+    /// The self warm-up of [`Model::warm_up`] without samples.
+    fn warm_up_from_schema(&self) -> usize {
+        let Some(input) = zeros_for(&self.inputs) else {
+            tracing::warn!(target: "bluegreen", path = ?self.path,
+                "cannot make warm-up inputs from the declared schema; not warmed");
+            return 0;
+        };
+        let mut runs = 0;
+        for slot in self.slots.iter() {
+            let resolved = match self.resolve(&input) {
+                Ok(r) => r,
+                Err(_) => return runs,
+            };
+            let mut slot = slot.lock();
+            if let Err(e) = with_values(&resolved, |values| run_values(&mut slot, values)) {
+                tracing::warn!(target: "bluegreen", path = ?self.path, error = %e,
+                    "self warm-up on zeros failed; the model is not fully warmed");
+                return runs;
+            }
+            runs += 1;
+        }
+        runs
+    }
+}
+
+/// Largest synthetic warm-up input, in elements per tensor.
+const MAX_WARMUP_ELEMENTS: usize = 1 << 20;
+
+/// One input of zeros per declared input (dynamic dimensions as 1), if every input can
+/// be made.
+fn zeros_for(specs: &[TensorSpec]) -> Option<Inputs> {
+    let mut inputs = Inputs::new();
+    for spec in specs {
+        let shape: Vec<usize> = spec
+            .shape
+            .as_ref()?
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Dynamic(_) => 1,
+            })
+            .collect();
+        let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+        if elements > MAX_WARMUP_ELEMENTS {
+            return None;
+        }
+        let tensor = match spec.dtype {
+            crate::ElementType::F32 => Tensor::F32(ArrayD::zeros(shape)),
+            crate::ElementType::I64 => Tensor::I64(ArrayD::zeros(shape)),
+            _ => return None,
+        };
+        inputs.insert(spec.name.clone(), tensor);
+    }
+    Some(inputs)
+}
+
 impl Model for OnnxModel {
     type Input = Inputs;
     type Output = Outputs;
@@ -292,19 +349,30 @@ impl Model for OnnxModel {
     }
 
     /// Runs every sample on **every** session of the pool, so that no request pays for a
-    /// cold session. Stops at the first error.
-    fn warm_up(&self, samples: &[Inputs]) -> Result<(), OnnxError> {
+    /// cold session; returns the number of runs. Stops at the first error.
+    ///
+    /// With no samples the model warms itself: one input of zeros per declared input
+    /// (dynamic dimensions as 1), run once on every session. Inputs it cannot make — a
+    /// type other than f32/i64, no declared shape, or more than 2^20 elements — mean no
+    /// self warm-up (0 runs, logged); an error on those synthetic inputs ends it early,
+    /// logged, without refusing the model (zeros are not a real request).
+    fn warm_up(&self, samples: &[Inputs]) -> Result<usize, OnnxError> {
+        if samples.is_empty() {
+            return Ok(self.warm_up_from_schema());
+        }
         let resolved = samples
             .iter()
             .map(|s| self.resolve(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut runs = 0;
         for slot in self.slots.iter() {
             let mut slot = slot.lock();
             for r in &resolved {
                 with_values(r, |values| run_values(&mut slot, values))?;
+                runs += 1;
             }
         }
-        Ok(())
+        Ok(runs)
     }
 
     fn info(&self) -> ModelInfo {

@@ -8,7 +8,7 @@ use ort::environment::Environment;
 use parking_lot::Mutex;
 
 use super::OnnxError;
-use crate::validation::supervise::panic_message;
+use crate::model::panic_message;
 
 /// The environment every bluegreen session is created in.
 static ENV: OnceLock<Environment> = OnceLock::new();

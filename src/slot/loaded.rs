@@ -1,6 +1,7 @@
 //! [`Slot`]: a loaded model together with its identity and counters — the unit that is
 //! swapped — and [`Observed`], what it has shown so far.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,11 +25,21 @@ pub(crate) struct Slot<M: Model> {
 }
 
 impl<M: Model> Slot<M> {
-    pub(crate) fn new(model: M, version: &str, timed: bool) -> Self {
+    /// A slot for `model`, asking it for its [`info`](Model::info) once. A model whose
+    /// `info` panics is handed back with the panic message: it is refused, and its caller
+    /// disposes of it (its `Drop` is untrusted too).
+    pub(crate) fn new(model: M, version: &str, timed: bool) -> Result<Self, (M, String)> {
         static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+        let info = match catch_unwind(AssertUnwindSafe(|| model.info())) {
+            Ok(info) => info,
+            Err(payload) => {
+                let message = crate::model::panic_message(payload.as_ref())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                return Err((model, message));
+            }
+        };
         let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
-        let info = model.info();
-        Self {
+        Ok(Self {
             model,
             version: super::label::intern(version),
             generation,
@@ -36,7 +47,7 @@ impl<M: Model> Slot<M> {
             loaded_at: SystemTime::now(),
             timed,
             stats: SlotStats::default(),
-        }
+        })
     }
 
     /// The hot path: one counted call on this model.

@@ -123,9 +123,6 @@ impl<M: Model> Shadow<M> {
     }
 }
 
-/// How long shutdown waits for the worker to finish its current mirrored call.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
-
 /// Per-thread counters of the request side (single writer each).
 #[derive(Default)]
 struct Lane {
@@ -166,6 +163,8 @@ pub(crate) struct ShadowRuntime<M: Model> {
     worker: Option<JoinHandle<()>>,
     /// Disconnects when the worker ends.
     exited: crossbeam_channel::Receiver<()>,
+    /// How long shutdown waits for the worker to finish its current mirrored call.
+    shutdown_wait: Duration,
 }
 
 thread_local! {
@@ -191,7 +190,7 @@ fn next_random() -> u64 {
 
 impl<M: Model> ShadowRuntime<M> {
     /// Starts the worker thread; the error is the OS's refusal to start it.
-    pub(crate) fn start(config: Shadow<M>) -> std::io::Result<Self> {
+    pub(crate) fn start(config: Shadow<M>, shutdown_wait: Duration) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Job<M>>(config.capacity);
         let target: Arc<ArcSwapOption<Slot<M>>> = Arc::new(ArcSwapOption::empty());
         let tally: Arc<Mutex<Option<Tally>>> = Arc::new(Mutex::new(None));
@@ -256,6 +255,7 @@ impl<M: Model> ShadowRuntime<M> {
             tally,
             worker: Some(worker),
             exited,
+            shutdown_wait,
         })
     }
 
@@ -374,7 +374,7 @@ impl<M: Model> ShadowRuntime<M> {
         self.target.store(None);
         drop(self.tx.take());
         if let Some(w) = self.worker.take() {
-            match self.exited.recv_timeout(SHUTDOWN_WAIT) {
+            match self.exited.recv_timeout(self.shutdown_wait) {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     tracing::warn!(target: "bluegreen",
                         "shadow worker still inside the candidate at shutdown; left behind");

@@ -9,7 +9,7 @@ use super::report::{Check, CheckStatus, ValidationReport};
 use super::supervise::{self, Supervised};
 use super::validate::Validator;
 use crate::model::Model;
-use crate::slot::Slot;
+use crate::slot::{Hung, HungWork, Slot};
 
 /// Runs every validator, in order, each on its own thread with its deadline.
 pub(crate) fn run_all<M: Model>(
@@ -18,6 +18,7 @@ pub(crate) fn run_all<M: Model>(
     live: &Arc<Slot<M>>,
     shadow: Option<ShadowStatus>,
     default_deadline: Duration,
+    hung: &Hung,
 ) -> ValidationReport {
     let started = Instant::now();
     let cx = Arc::new(Context::new(
@@ -25,10 +26,33 @@ pub(crate) fn run_all<M: Model>(
         Arc::clone(live),
         shadow,
     ));
-    let checks = validators
+    let checks: Vec<Check> = validators
         .iter()
         .map(|v| run_one(v, &cx, default_deadline))
         .collect();
+    let overran: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::TimedOut)
+        .map(|c| c.name.as_str())
+        .collect();
+    // Gates that overran still run, holding the context and through it one reference to
+    // each model: register them, so retiring those models does not wait on them.
+    if !overran.is_empty() && Arc::strong_count(&cx) > 1 {
+        let what = format!(
+            "gate {} on candidate {}",
+            overran.join(", "),
+            candidate.version
+        );
+        hung.abandon(
+            HungWork {
+                what,
+                versions: vec![candidate.version, live.version],
+                generations: vec![candidate.generation, live.generation],
+                since: SystemTime::now(),
+            },
+            &cx,
+        );
+    }
     ValidationReport {
         candidate: candidate.version.to_string(),
         live: live.version.to_string(),

@@ -4,11 +4,14 @@
 //! Each piece of such work runs on its own named thread; the admin thread waits for it at
 //! most until the deadline. A panic becomes [`Supervised::Panicked`] with its message; a
 //! thread still running at the deadline is abandoned (threads cannot be killed) and
-//! reported as [`Supervised::TimedOut`] — it keeps its references to the models it uses, so
-//! those models are not retired until it lets go (the drain logic sees it as in flight).
+//! reported as [`Supervised::TimedOut`]. It keeps its references to the models it uses;
+//! the caller registers it as abandoned work ([`crate::slot::Hung`]) so that retiring
+//! those models does not wait for it.
 
-use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
+
+use crate::model::panic_message;
 
 /// How a supervised piece of work ended.
 #[derive(Debug)]
@@ -21,6 +24,11 @@ pub(crate) enum Supervised<T> {
 }
 
 /// Runs `work` on a new thread named `name`, waiting at most `deadline`.
+///
+/// The work runs inside `catch_unwind`, and so does the drop of everything it captured
+/// (a `FnOnce` drops its captures when its call returns): a thread abandoned at its
+/// deadline that later panics, or drops the last reference to a model whose `Drop`
+/// panics, ends quietly instead of unwinding out of a bluegreen thread.
 pub(crate) fn run<T, F>(name: &str, deadline: Duration, work: F) -> Supervised<T>
 where
     T: Send + 'static,
@@ -30,37 +38,34 @@ where
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            // The receiver may be gone after a timeout; nobody is left to tell.
-            let _ = tx.send(work());
+            let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
+                panic_message(payload.as_ref())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned())
+            });
+            // The receiver is gone after a timeout; nobody is left to tell, and an
+            // unsent value is dropped here — also inside a guard, as it may hold models.
+            if let Err(unsent) = tx.send(outcome) {
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(unsent)));
+            }
         });
     let handle = match spawned {
         Ok(h) => h,
         Err(e) => return Supervised::NotStarted(e.to_string()),
     };
     match rx.recv_timeout(deadline) {
-        Ok(value) => {
+        Ok(outcome) => {
             // The thread has sent its value and is about to exit; joining is immediate.
             let _ = handle.join();
-            Supervised::Done(value)
+            match outcome {
+                Ok(value) => Supervised::Done(value),
+                Err(message) => Supervised::Panicked(message),
+            }
         }
-        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(payload) => Supervised::Panicked(
-                panic_message(payload.as_ref())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned()),
-            ),
-            Ok(()) => Supervised::Panicked("worker exited without a result".to_owned()),
-        },
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            let _ = handle.join();
+            Supervised::Panicked("worker exited without a result".to_owned())
+        }
         Err(crossbeam_channel::RecvTimeoutError::Timeout) => Supervised::TimedOut,
-    }
-}
-
-/// The text of a panic payload (`panic!("...")` gives `&str` or `String`); `None` for
-/// other payloads, which each caller describes in its own terms.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<String> {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        Some((*s).to_owned())
-    } else {
-        payload.downcast_ref::<String>().cloned()
     }
 }
 

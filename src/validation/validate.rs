@@ -50,6 +50,14 @@ pub trait Validator<M: Model>: Send + Sync + 'static {
     fn deadline(&self) -> Option<Duration> {
         None
     }
+
+    /// Representative inputs this gate can offer for warming a model up, used when no
+    /// [warm-up samples](crate::Builder::warmup_samples) are configured (the first gate
+    /// offering any is used). The golden-set gates offer a few golden rows. The default
+    /// offers none.
+    fn warm_up_inputs(&self) -> Vec<M::Input> {
+        Vec::new()
+    }
 }
 
 /// A [`Validator`] made from a name and a closure; see [`from_fn`].

@@ -28,6 +28,19 @@ pub enum Behavior {
     HangsUntilReleased,
 }
 
+/// What a [`Tracked`] model's `Drop` does after its bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDrop {
+    /// Returns.
+    Quietly,
+    /// Panics.
+    Panics,
+    /// Sleeps this long.
+    Slowly(Duration),
+    /// Blocks until [`Tracker::release`] is called.
+    HangsUntilReleased,
+}
+
 /// The error a [`Tracked`] model returns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("model {tag} refused input {input}")]
@@ -45,6 +58,8 @@ pub struct Tracker {
     drops: Mutex<HashMap<u64, u32>>,
     released: AtomicBool,
     hanging: AtomicUsize,
+    /// Drops that have started (the models' `alive` count falls only when they end).
+    drops_started: AtomicU64,
     /// Problems seen inside `Drop` (a drop while a call ran, a drop on a reader thread).
     pub violations: Mutex<Vec<String>>,
 }
@@ -67,11 +82,17 @@ impl Tracker {
             tag,
             behavior,
             good: true,
+            on_drop: OnDrop::Quietly,
             in_flight: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             warmed: AtomicBool::new(false),
             tracker: Arc::clone(self),
         }
+    }
+
+    /// Drops that have started, finished or not.
+    pub fn drops_started(&self) -> u64 {
+        self.drops_started.load(Ordering::SeqCst)
     }
 
     /// How many [`Behavior::HangsUntilReleased`] calls are hanging right now.
@@ -112,6 +133,8 @@ pub struct Tracked {
     pub behavior: Behavior,
     /// What the `tag_is_good` gate says about this model.
     pub good: bool,
+    /// What its `Drop` does.
+    pub on_drop: OnDrop,
     in_flight: AtomicU64,
     calls: AtomicU64,
     warmed: AtomicBool,
@@ -122,6 +145,12 @@ impl Tracked {
     /// Marks the model as one the `tag_is_good` gate refuses.
     pub fn bad(mut self) -> Self {
         self.good = false;
+        self
+    }
+
+    /// Gives the model a `Drop` that panics, is slow or hangs.
+    pub fn dropping(mut self, on_drop: OnDrop) -> Self {
+        self.on_drop = on_drop;
         self
     }
 
@@ -174,17 +203,27 @@ impl Model for Tracked {
         out
     }
 
-    fn warm_up(&self, samples: &[u64]) -> Result<(), ModelError> {
+    fn warm_up(&self, samples: &[u64]) -> Result<usize, ModelError> {
         for s in samples {
             self.predict(s)?;
         }
         self.warmed.store(true, Ordering::SeqCst);
-        Ok(())
+        Ok(samples.len())
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
+        self.tracker.drops_started.fetch_add(1, Ordering::SeqCst);
+        match self.on_drop {
+            OnDrop::Quietly | OnDrop::Panics => {}
+            OnDrop::Slowly(d) => std::thread::sleep(d),
+            OnDrop::HangsUntilReleased => {
+                while !self.tracker.released.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
         let running = self.in_flight.load(Ordering::SeqCst);
         if running != 0 {
             self.tracker.violations.lock().push(format!(
@@ -202,6 +241,9 @@ impl Drop for Tracked {
         }
         *self.tracker.drops.lock().entry(self.tag).or_default() += 1;
         self.tracker.alive.fetch_sub(1, Ordering::SeqCst);
+        if self.on_drop == OnDrop::Panics {
+            panic!("drop of model {} panicked on purpose", self.tag);
+        }
     }
 }
 

@@ -173,6 +173,5 @@ where
 
 /// The panic's message, or `(no message)`.
 pub(super) fn no_message(payload: &(dyn std::any::Any + Send)) -> String {
-    crate::validation::supervise::panic_message(payload)
-        .unwrap_or_else(|| "(no message)".to_owned())
+    crate::model::panic_message(payload).unwrap_or_else(|| "(no message)".to_owned())
 }
