@@ -81,6 +81,8 @@ fn bake_rolls_back_a_model_that_starts_failing_after_the_swap() {
         "{}",
         record.reason
     );
+    // The hook runs on its own thread, just after the rollback.
+    assert!(wait_until(PATIENCE, || !alerts.lock().is_empty()));
     assert_eq!(*alerts.lock(), [record], "the hook saw the same record");
     assert_eq!((s.rollbacks, s.auto_rollbacks), (1, 1));
 

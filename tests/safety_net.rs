@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bluegreen::{Bake, BlueGreen, Error, FaultKind, SlotState, Validator, validate};
+use bluegreen::{Bake, BlueGreen, Error, FaultKind, Model, SlotState, Validator, validate};
 use common::{Behavior, OnDrop, Tracked, Tracker, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -346,4 +346,133 @@ fn without_samples_warm_up_uses_the_inputs_a_gate_offers() {
         .unwrap();
     bg.stage("v2", t.model(11)).unwrap();
     assert_eq!(bg.swap().unwrap().warm_up_calls, 1);
+}
+
+/// A gate that calls the candidate once.
+fn probe() -> impl Validator<Tracked> {
+    validate::from_fn("probe", |cx: &validate::Context<Tracked>| {
+        cx.candidate()
+            .predict(&1)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+}
+
+// Item 5: a gate, warm-up or shadow call that never returned kept the candidate
+// referenced, and every later stage/unstage failed with DrainTimeout until it ended.
+#[test]
+fn a_hung_gate_is_abandoned_and_the_deployment_is_operable_at_once() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .validator(probe())
+        .validation_deadline(Duration::from_millis(100))
+        .drain_timeout(Duration::from_secs(2))
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::HangsUntilReleased))
+        .unwrap();
+    let Err(Error::ValidationFailed(report)) = bg.swap() else {
+        panic!("the hung gate must refuse the candidate")
+    };
+    assert_eq!(report.checks[0].status, bluegreen::CheckStatus::TimedOut);
+    let s = bg.status();
+    assert_eq!(s.abandoned.len(), 1, "{s}");
+    assert_eq!(s.abandoned[0].what, "gate probe on candidate v2");
+    assert_eq!(s.abandoned[0].versions, ["v2", "v1"]);
+    assert_eq!(s.faults.count(FaultKind::Abandoned), 1);
+    assert_eq!(t.hanging(), 1);
+
+    // Operable at once: v2 is retired although the hung gate still holds it.
+    let r = bg.stage("v3", t.model(3)).unwrap();
+    assert_eq!(r.retired, ["v2"]);
+    bg.swap().unwrap();
+    // And the live model it also holds (v1, now previous) can be retired too.
+    bg.stage("v4", t.model(4)).unwrap();
+    bg.swap().unwrap();
+    assert_eq!(bg.status().previous.unwrap().version, "v3");
+    assert_eq!(bg.predict(&9).unwrap(), (4, 9));
+    assert_eq!(
+        t.drops_of(1) + t.drops_of(2),
+        0,
+        "the hung gate still holds v1 and v2"
+    );
+
+    t.release();
+    assert!(wait_until(PATIENCE, || bg.status().abandoned.is_empty()));
+    assert!(wait_until(PATIENCE, || t.drops_of(1) == 1 && t.drops_of(2) == 1));
+}
+
+#[test]
+fn a_hung_warm_up_is_abandoned_and_the_candidate_refused() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .warmup_samples(vec![1])
+        .warmup_deadline(Duration::from_millis(100))
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::HangsUntilReleased))
+        .unwrap();
+    let err = bg.swap().unwrap_err();
+    assert!(
+        matches!(&err, Error::WarmupFailed { version, reason }
+            if version == "v2" && reason == "exceeded its deadline of 100ms"),
+        "{err}"
+    );
+    let s = bg.status();
+    assert_eq!(s.abandoned[0].what, "warm-up of v2");
+    assert_eq!(s.abandoned[0].versions, ["v2"]);
+    assert_eq!(
+        bg.unstage().unwrap().as_deref(),
+        Some("v2"),
+        "retired at once"
+    );
+    bg.stage("v3", t.model(3)).unwrap();
+    bg.swap().unwrap();
+    t.release();
+    assert!(wait_until(PATIENCE, || t.drops_of(2) == 1));
+}
+
+#[test]
+fn a_candidate_hanging_on_a_mirrored_request_is_abandoned_and_shadowing_goes_on() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .shadow(
+            bluegreen::Shadow::new(1.0, |c: &(u64, u64), l: &(u64, u64)| {
+                bluegreen::Comparison {
+                    agree: c.1 == l.1,
+                    abs_diff: 0.0,
+                }
+            })
+            .call_deadline(Duration::from_millis(50)),
+        )
+        .drain_timeout(Duration::from_secs(5))
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::HangsUntilReleased))
+        .unwrap();
+    assert!(wait_until(PATIENCE, || {
+        let _ = bg.predict(&1);
+        t.hanging() == 1
+    }));
+    // Staging over the hung candidate works: the mirrored call is abandoned past its
+    // deadline and retiring v2 does not wait for it.
+    let r = bg.stage("v3", t.model(3)).unwrap();
+    assert_eq!(r.retired, ["v2"]);
+    let s = bg.status();
+    assert_eq!(s.abandoned.len(), 1, "{s}");
+    assert_eq!(s.abandoned[0].what, "mirrored call on candidate v2");
+    // A fresh worker shadows v3.
+    assert!(wait_until(PATIENCE, || {
+        for i in 0..10 {
+            let _ = bg.predict(&i);
+        }
+        bg.status()
+            .shadow
+            .is_some_and(|s| s.version == "v3" && s.compared >= 10)
+    }));
+    let shadow = bg.status().shadow.unwrap();
+    assert_eq!((shadow.errors, shadow.agreement), (0, 1.0));
+    t.release();
+    assert!(wait_until(PATIENCE, || bg.status().abandoned.is_empty()
+        && t.drops_of(2) == 1));
 }

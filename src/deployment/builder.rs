@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use super::bluegreen::{BlueGreen, Inner, checked_version};
 use super::error::{Error, Result};
-use super::faults::{FaultLog, panic_text};
+use super::faults::{FaultKind, FaultLog, panic_text};
 use super::hooks::Hooks;
 use super::monitor::Monitor;
 use super::retire::Retirer;
@@ -228,9 +228,14 @@ impl<M: Model> Builder<M> {
             return Err(e);
         }
         let spawn = |what| move |source| Error::Spawn { what, source };
+        let shadow_faults = Arc::clone(&faults);
+        let on_panic: Arc<dyn Fn(&'static str, String) + Send + Sync> =
+            Arc::new(move |version, message| {
+                shadow_faults.record(FaultKind::ShadowPanicked, Some(version), message);
+            });
         let shadow = self
             .shadow
-            .map(|s| ShadowRuntime::start(s, self.shutdown_timeout))
+            .map(|s| ShadowRuntime::start(s, self.shutdown_timeout, on_panic))
             .transpose()
             .map_err(spawn("shadow"))?;
         let hooks = self

@@ -275,6 +275,7 @@ impl<M: Model> Inner<M> {
         loop {
             // Ours plus the draining entry's; beyond that a running call, a pin, or
             // abandoned work (which is not waited for).
+            self.check_shadow();
             let abandoned = self.hung.refs_on(slot.generation);
             let holders = (Arc::strong_count(&slot) as u64).saturating_sub(2 + abandoned);
             if holders == 0 {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::bluegreen::{CanaryRoute, Inner};
+use super::faults::FaultKind;
 use super::state::State;
 use super::status::SlotState;
 use crate::model::Model;
@@ -82,5 +83,24 @@ impl<M: Model> Inner<M> {
         }
         let abandoned = self.hung.refs_on(slot.generation);
         (Arc::strong_count(slot) as u64).saturating_sub(ours + abandoned)
+    }
+
+    /// Abandons a mirrored call that overran the shadow's call deadline, if there is one,
+    /// so that nothing waits for it (called wherever the deployment looks at holders).
+    pub(super) fn check_shadow(&self) {
+        if let Some(a) = self
+            .shadow
+            .as_ref()
+            .and_then(|s| s.abandon_if_hung(&self.hung))
+        {
+            self.faults.record(
+                FaultKind::Abandoned,
+                Some(a.version),
+                format!(
+                    "mirrored call on candidate {} hung for {:?}",
+                    a.version, a.after
+                ),
+            );
+        }
     }
 }

@@ -247,6 +247,7 @@ impl<M: Model> BlueGreen<M> {
     /// swap's validation.
     pub fn status(&self) -> Status {
         let inner = &*self.inner;
+        inner.check_shadow();
         let st = inner.state.lock();
         let active = inner.active.load_full();
         let baking = st.bake.filter(|b| b.generation == active.generation);

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `bake.rs` | the public `bluegreen::bake` module: [`Bake`](bake::Bake) limits and their judgement, [`AutoRollback`](bake::AutoRollback), [`BakeStatus`](bake::BakeStatus) |
 //! | `shadow.rs` | the public `bluegreen::shadow` module: [`Shadow`](shadow::Shadow) settings and the worker that mirrors live calls to the staged candidate |
+//! | `shadow_worker.rs` | the shadow worker thread, and abandoning it when the candidate hangs |
 //! | `routing.rs` | the public `bluegreen::routing` module: the canary split by stable key hash and session [`Affinity`](routing::Affinity) |
 //!
 //! Stands on `model/`, `slot/` and `validation/` (the shadow worker fills in the
@@ -15,3 +16,4 @@
 pub mod bake;
 pub mod routing;
 pub mod shadow;
+mod shadow_worker;

@@ -11,18 +11,17 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 
+use super::shadow_worker::{Abandoned, OnPanic, Worker};
 use crate::model::Model;
-use crate::slot::{Lanes, Slot, SlotStats, bump};
+use crate::slot::{Hung, Lanes, Slot, SlotStats, bump};
 
 pub use crate::validation::ShadowStatus;
 pub use crate::validation::gates::shadow::ShadowGate;
@@ -40,7 +39,8 @@ pub struct Comparison {
 type Kept = Box<dyn Any + Send>;
 
 type Summarize<M> = dyn Fn(&<M as Model>::Output) -> Kept + Send + Sync + 'static;
-type Compare<M> = dyn Fn(&<M as Model>::Output, &Kept) -> Comparison + Send + Sync + 'static;
+pub(super) type Compare<M> =
+    dyn Fn(&<M as Model>::Output, &Kept) -> Comparison + Send + Sync + 'static;
 
 /// Shadow-traffic settings; see the [module docs](self). Mirrored inputs are copied, so
 /// the model's `Input` must be `Clone`; the live answer is kept whole ([`Shadow::new`],
@@ -61,6 +61,7 @@ type Compare<M> = dyn Fn(&<M as Model>::Output, &Kept) -> Comparison + Send + Sy
 pub struct Shadow<M: Model> {
     pub(crate) fraction: f64,
     pub(crate) capacity: usize,
+    pub(crate) call_deadline: Duration,
     pub(crate) copy_input: fn(&M::Input) -> M::Input,
     pub(crate) summarize: Arc<Summarize<M>>,
     pub(crate) compare: Arc<Compare<M>>,
@@ -101,6 +102,7 @@ where
         Self {
             fraction: clamp_fraction(fraction),
             capacity: 1024,
+            call_deadline: Duration::from_secs(1),
             copy_input: M::Input::clone,
             summarize: Arc::new(move |out| Box::new(summarize(out)) as Kept),
             compare: Arc::new(move |cand, kept| match kept.downcast_ref::<S>() {
@@ -121,6 +123,16 @@ impl<M: Model> Shadow<M> {
         self.capacity = capacity.max(1);
         self
     }
+
+    /// How long the candidate may take to answer one mirrored request (default 1 s). A
+    /// call past it is abandoned: counted as an error, listed in
+    /// [`Status::abandoned`](crate::Status::abandoned) until it returns, and the candidate
+    /// gets no more mirrored requests — so a candidate that hangs cannot keep the
+    /// deployment from retiring it.
+    pub fn call_deadline(mut self, deadline: Duration) -> Self {
+        self.call_deadline = deadline;
+        self
+    }
 }
 
 /// Per-thread counters of the request side (single writer each).
@@ -131,23 +143,23 @@ struct Lane {
 }
 
 /// Results for one candidate, written by the worker only.
-struct Tally {
-    generation: u64,
-    version: String,
+pub(super) struct Tally {
+    pub(super) generation: u64,
+    pub(super) version: String,
     /// Request-side counters when this candidate was staged (they are cumulative).
-    base_mirrored: u64,
-    base_dropped: u64,
-    compared: u64,
-    agreed: u64,
-    errors: u64,
-    sum_abs_diff: f64,
-    latency: Arc<SlotStats>,
+    pub(super) base_mirrored: u64,
+    pub(super) base_dropped: u64,
+    pub(super) compared: u64,
+    pub(super) agreed: u64,
+    pub(super) errors: u64,
+    pub(super) sum_abs_diff: f64,
+    pub(super) latency: Arc<SlotStats>,
 }
 
-struct Job<M: Model> {
-    generation: u64,
-    input: M::Input,
-    live: Kept,
+pub(super) struct Job<M: Model> {
+    pub(super) generation: u64,
+    pub(super) input: M::Input,
+    pub(super) live: Kept,
 }
 
 /// The running shadow machinery of one deployment.
@@ -160,9 +172,7 @@ pub(crate) struct ShadowRuntime<M: Model> {
     target: Arc<ArcSwapOption<Slot<M>>>,
     lanes: Lanes<Lane>,
     tally: Arc<Mutex<Option<Tally>>>,
-    worker: Option<JoinHandle<()>>,
-    /// Disconnects when the worker ends.
-    exited: crossbeam_channel::Receiver<()>,
+    worker: Worker<M>,
     /// How long shutdown waits for the worker to finish its current mirrored call.
     shutdown_wait: Duration,
 }
@@ -190,59 +200,22 @@ fn next_random() -> u64 {
 
 impl<M: Model> ShadowRuntime<M> {
     /// Starts the worker thread; the error is the OS's refusal to start it.
-    pub(crate) fn start(config: Shadow<M>, shutdown_wait: Duration) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        config: Shadow<M>,
+        shutdown_wait: Duration,
+        on_panic: OnPanic,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Job<M>>(config.capacity);
         let target: Arc<ArcSwapOption<Slot<M>>> = Arc::new(ArcSwapOption::empty());
         let tally: Arc<Mutex<Option<Tally>>> = Arc::new(Mutex::new(None));
-        let (t, tl, compare) = (
+        let worker = Worker::start(
+            rx,
             Arc::clone(&target),
             Arc::clone(&tally),
             Arc::clone(&config.compare),
-        );
-        let (alive, exited) = crossbeam_channel::bounded::<()>(0);
-        let worker = std::thread::Builder::new()
-            .name("bluegreen-shadow".to_owned())
-            .spawn(move || {
-                // Dropped when the worker ends, so `shutdown` can wait for it with a deadline.
-                let _alive = alive;
-                for job in rx.iter() {
-                    let Some(candidate) = t.load_full() else {
-                        continue;
-                    };
-                    if candidate.generation != job.generation {
-                        continue;
-                    }
-                    // The candidate is untrusted: a panic in it (or in `compare`) counts as
-                    // an error on that request and must not end shadowing for good.
-                    let started = Instant::now();
-                    let judged = catch_unwind(AssertUnwindSafe(|| {
-                        candidate
-                            .model
-                            .predict(&job.input)
-                            .map(|out| compare(&out, &job.live))
-                    }));
-                    let elapsed = started.elapsed();
-                    let mut guard = tl.lock();
-                    let Some(tally) = guard.as_mut().filter(|t| t.generation == job.generation)
-                    else {
-                        continue;
-                    };
-                    match judged {
-                        Ok(Ok(c)) => {
-                            tally.compared += 1;
-                            tally.agreed += u64::from(c.agree);
-                            tally.sum_abs_diff += c.abs_diff;
-                            tally.latency.record_latency(elapsed);
-                        }
-                        Ok(Err(_)) => tally.errors += 1,
-                        Err(_) => {
-                            tally.errors += 1;
-                            tracing::warn!(target: "bluegreen", version = %tally.version,
-                                "shadowed candidate panicked on a mirrored request");
-                        }
-                    }
-                }
-            })?;
+            config.call_deadline,
+            on_panic,
+        )?;
         let fraction = config.fraction;
         Ok(Self {
             threshold: (fraction * u64::MAX as f64) as u64,
@@ -253,8 +226,7 @@ impl<M: Model> ShadowRuntime<M> {
             target,
             lanes: Lanes::default(),
             tally,
-            worker: Some(worker),
-            exited,
+            worker,
             shutdown_wait,
         })
     }
@@ -367,23 +339,18 @@ impl<M: Model> ShadowRuntime<M> {
         })
     }
 
-    /// Stops the worker (used when the deployment shuts down).
+    /// Abandons a mirrored call that overran its deadline (see `shadow_worker.rs`).
+    pub(crate) fn abandon_if_hung(&self, hung: &Hung) -> Option<Abandoned> {
+        self.worker.abandon_if_hung(hung)
+    }
+
     /// Stops the worker (used when the deployment shuts down). A worker stuck inside a
-    /// hanging candidate is left behind after a short wait rather than hanging the drop.
+    /// hanging candidate is left behind after the shutdown wait rather than hanging the
+    /// drop.
     pub(crate) fn shutdown(&mut self) {
         self.target.store(None);
         drop(self.tx.take());
-        if let Some(w) = self.worker.take() {
-            match self.exited.recv_timeout(self.shutdown_wait) {
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    tracing::warn!(target: "bluegreen",
-                        "shadow worker still inside the candidate at shutdown; left behind");
-                }
-                _ => {
-                    let _ = w.join();
-                }
-            }
-        }
+        self.worker.stop(self.shutdown_wait);
     }
 }
 
