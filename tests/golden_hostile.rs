@@ -108,7 +108,12 @@ fn npy_header_text(dict: &str) -> Vec<u8> {
 }
 
 /// Writes a `.npz` of `(name, bytes)` entries, each stored or deflated.
-fn archive(dir: &Path, file: &str, entries: &[(&str, Vec<u8>)], method: CompressionMethod) -> PathBuf {
+fn archive(
+    dir: &Path,
+    file: &str,
+    entries: &[(&str, Vec<u8>)],
+    method: CompressionMethod,
+) -> PathBuf {
     let path = dir.join(file);
     let mut zip = ZipWriter::new(fs::File::create(&path).unwrap());
     for (name, bytes) in entries {
@@ -150,7 +155,12 @@ fn a_119_kb_file_declaring_a_64_gib_array_is_refused_before_allocating_it() {
     // The reported file: a (2^28, 64) float32 header over 119 KB of data.
     let mut entry = npy_header("<f4", &[1 << 28, 64]);
     entry.extend(vec![0u8; 119 * 1024]);
-    let path = archive(dir.path(), "huge.npz", &[("inputs", entry)], CompressionMethod::Stored);
+    let path = archive(
+        dir.path(),
+        "huge.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Stored,
+    );
     assert!(fs::metadata(&path).unwrap().len() < 120 * 1024);
 
     let (result, peak) = peak_allocation(|| GoldenSet::from_npz(&path));
@@ -170,7 +180,10 @@ fn a_119_kb_file_declaring_a_64_gib_array_is_refused_before_allocating_it() {
     assert!(peak < MIB, "loading allocated {peak} bytes at once");
 
     // Above the limit's reach, the header still disagrees with the entry it is in.
-    let err = GoldenSet::npz(&path).max_bytes(u64::MAX).load().unwrap_err();
+    let err = GoldenSet::npz(&path)
+        .max_bytes(u64::MAX)
+        .load()
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -188,9 +201,27 @@ fn a_119_kb_file_declaring_a_64_gib_array_is_refused_before_allocating_it() {
 fn a_shape_whose_byte_size_overflows_64_bits_is_too_large_without_a_count() {
     let dir = tempfile::tempdir().unwrap();
     let entry = npy_header("<f4", &[1 << 40, 1 << 40]);
-    let path = archive(dir.path(), "overflow.npz", &[("inputs", entry)], CompressionMethod::Stored);
-    let err = GoldenSet::npz(&path).max_bytes(u64::MAX).load().unwrap_err();
-    assert!(matches!(err, GoldenError::TooLarge { bytes: None, limit: u64::MAX, .. }), "{err:?}");
+    let path = archive(
+        dir.path(),
+        "overflow.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Stored,
+    );
+    let err = GoldenSet::npz(&path)
+        .max_bytes(u64::MAX)
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GoldenError::TooLarge {
+                bytes: None,
+                limit: u64::MAX,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         format!(
@@ -206,7 +237,12 @@ fn a_zip_bomb_over_the_limit_is_refused_from_its_declared_sizes_without_inflatin
     // 8 MiB of zeros, (32768, 64) float32, deflates to a few KB.
     let mut entry = npy_header("<f4", &[32_768, 64]);
     entry.extend(vec![0u8; 8 << 20]);
-    let path = archive(dir.path(), "bomb.npz", &[("inputs", entry)], CompressionMethod::Deflated);
+    let path = archive(
+        dir.path(),
+        "bomb.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Deflated,
+    );
     let on_disk = fs::metadata(&path).unwrap().len();
     assert!(on_disk < 64 * 1024, "{on_disk} bytes on disk");
 
@@ -235,7 +271,12 @@ fn a_header_declaring_more_than_its_entry_holds_is_a_size_mismatch() {
     // 100 × 4 float32 is 1600 bytes; the entry has 800.
     let mut entry = npy_header("<f4", &[100, 4]);
     entry.extend(f32_bytes((0..200).map(|i| i as f32)));
-    let path = archive(dir.path(), "short.npz", &[("inputs", entry)], CompressionMethod::Stored);
+    let path = archive(
+        dir.path(),
+        "short.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Stored,
+    );
     let err = GoldenSet::from_npz(&path).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -247,8 +288,7 @@ fn a_header_declaring_more_than_its_entry_holds_is_a_size_mismatch() {
 }
 
 #[test]
-fn an_entry_ending_before_its_declared_size_is_truncated_having_allocated_only_what_it_held()
-{
+fn an_entry_ending_before_its_declared_size_is_truncated_having_allocated_only_what_it_held() {
     let dir = tempfile::tempdir().unwrap();
     // Header and zip entry both declare (131072, 1024) float32 = 512 MiB (under the
     // default limit); the deflated data holds 64 KiB of it. Its CRC is right for what it
@@ -256,7 +296,12 @@ fn an_entry_ending_before_its_declared_size_is_truncated_having_allocated_only_w
     let header = npy_header("<f4", &[131_072, 1024]);
     let mut entry = header.clone();
     entry.extend(f32_bytes((0..16_384).map(|i| i as f32)));
-    let path = archive(dir.path(), "truncated.npz", &[("inputs", entry)], CompressionMethod::Deflated);
+    let path = archive(
+        dir.path(),
+        "truncated.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Deflated,
+    );
     declare_uncompressed_size(&path, (header.len() + (512 << 20)) as u32);
 
     let (result, peak) = peak_allocation(|| GoldenSet::from_npz(&path));
@@ -280,7 +325,12 @@ fn a_corrupted_payload_fails_its_crc_check() {
     let dir = tempfile::tempdir().unwrap();
     let mut entry = npy_header("<f4", &[2, 2]);
     entry.extend(f32_bytes([1.0, 2.0, 3.0, 4.0]));
-    let path = archive(dir.path(), "crc.npz", &[("inputs", entry)], CompressionMethod::Stored);
+    let path = archive(
+        dir.path(),
+        "crc.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Stored,
+    );
     let mut bytes = fs::read(&path).unwrap();
     // Flip a bit in the last float: stored data follows the 30-byte local header, its
     // name and extra field (lengths at offsets 26 and 28), and the 128-byte .npy header.
@@ -329,7 +379,12 @@ fn a_header_length_over_the_limit_is_refused_before_reading_it() {
     let mut entry = b"\x93NUMPY\x02\x00".to_vec();
     entry.extend_from_slice(&100_000_000u32.to_le_bytes());
     entry.extend_from_slice(b"{'descr': '<f4'");
-    let path = archive(dir.path(), "long.npz", &[("inputs", entry)], CompressionMethod::Stored);
+    let path = archive(
+        dir.path(),
+        "long.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Stored,
+    );
     let (result, peak) = peak_allocation(|| GoldenSet::from_npz(&path));
     assert_eq!(
         result.unwrap_err().to_string(),
@@ -364,7 +419,12 @@ fn a_wrong_rank_is_refused_from_the_header_before_the_data_is_read() {
     let dir = tempfile::tempdir().unwrap();
     // Declares 3-D data it does not hold: refused for its rank, nothing read.
     let entry = npy_header("<f4", &[10, 10, 10]);
-    let path = archive(dir.path(), "rank3.npz", &[("inputs", entry)], CompressionMethod::Stored);
+    let path = archive(
+        dir.path(),
+        "rank3.npz",
+        &[("inputs", entry)],
+        CompressionMethod::Stored,
+    );
     assert_eq!(
         GoldenSet::from_npz(&path).unwrap_err().to_string(),
         format!(
@@ -381,9 +441,7 @@ fn big_endian_and_fortran_order_arrays_load_with_their_values() {
     let mut be = npy_header(">f4", &[3, 2]);
     be.extend((0..6).flat_map(|i| (i as f32).to_be_bytes()));
     // Little-endian (3, 2) float32 in Fortran order: column-major 0, 2, 4, 1, 3, 5.
-    let mut fortran = npy_header_text(
-        "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }",
-    );
+    let mut fortran = npy_header_text("{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }");
     fortran.extend(f32_bytes([0.0, 2.0, 4.0, 1.0, 3.0, 5.0]));
     let mut labels = npy_header(">i8", &[3]);
     labels.extend([2i64, 0, 1].iter().flat_map(|l| l.to_be_bytes()));

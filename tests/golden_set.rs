@@ -66,7 +66,10 @@ fn missing_file_is_an_io_error_naming_it() {
     );
     // The OS error is the source, not repeated in the message: a printer walking the
     // chain (as examples/validate.rs does) shows it once.
-    assert_eq!(err.to_string(), "cannot read golden set models/digits/nope.npz");
+    assert_eq!(
+        err.to_string(),
+        "cannot read golden set models/digits/nope.npz"
+    );
     let source = std::error::Error::source(&err).expect("the OS error is the source");
     assert_eq!(source.to_string(), "No such file or directory (os error 2)");
     let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
@@ -293,13 +296,20 @@ fn a_negative_label_is_named_negative_without_a_made_up_range() {
     let err = GoldenSet::npz(&path).labels("truth").load().unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("label -7 at row 2 of `truth` in {} is negative", shown(&path))
+        format!(
+            "label -7 at row 2 of `truth` in {} is negative",
+            shown(&path)
+        )
     );
 }
 
 #[test]
 fn declared_classes_are_kept_and_hold_for_labels_added_later() {
-    let g = GoldenSet::npz(GOLDEN).labels("labels").classes(10).load().unwrap();
+    let g = GoldenSet::npz(GOLDEN)
+        .labels("labels")
+        .classes(10)
+        .load()
+        .unwrap();
     assert_eq!(g.classes(), Some(10));
     assert_eq!(GoldenSet::from_npz(GOLDEN).unwrap().classes(), None);
 

@@ -125,12 +125,6 @@ impl GoldenSet {
         self.classes
     }
 
-    /// The name of the labels in messages: the `.npz` array they were loaded from, or
-    /// `labels`.
-    pub(crate) fn labels_array(&self) -> &str {
-        &self.labels_array
-    }
-
     /// Adds the expected output row of every example (e.g. reference scores).
     pub fn with_expected(self, expected: Array2<f32>) -> Result<Self, GoldenError> {
         self.set_expected("expected", expected)

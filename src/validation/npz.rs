@@ -178,14 +178,15 @@ impl Npz {
             array: name.to_owned(),
             message: m,
         })?;
-        let little_endian = element_order::<T>(header.type_descriptor.as_string()).ok_or_else(|| {
-            GoldenError::WrongDtype {
-                path: path.clone(),
-                array: name.to_owned(),
-                expected: T::NAME,
-                message: format!("the file declares {}", header.type_descriptor),
-            }
-        })?;
+        let little_endian =
+            element_order::<T>(header.type_descriptor.as_string()).ok_or_else(|| {
+                GoldenError::WrongDtype {
+                    path: path.clone(),
+                    array: name.to_owned(),
+                    expected: T::NAME,
+                    message: format!("the file declares {}", header.type_descriptor),
+                }
+            })?;
         if header.shape.len() != rank {
             return Err(GoldenError::WrongRank {
                 path,
@@ -250,11 +251,13 @@ impl Npz {
                     message: format!("the entry holds more than its declared {entry_size} bytes"),
                 });
             }
-            Err(e) => return Err(GoldenError::Corrupt {
-                path,
-                array: name.to_owned(),
-                message: e.to_string(),
-            }),
+            Err(e) => {
+                return Err(GoldenError::Corrupt {
+                    path,
+                    array: name.to_owned(),
+                    message: e.to_string(),
+                });
+            }
         }
         Ok((header.shape, header.layout == Layout::Fortran, data))
     }
@@ -272,17 +275,20 @@ fn corrupt(path: &str, array: &str, e: ZipError) -> GoldenError {
 /// version and length fields included).
 fn read_header(r: &mut impl Read) -> Result<(Header, usize), String> {
     let mut prefix = [0u8; 12];
-    r.read_exact(&mut prefix[..8]).map_err(|e| format!("no .npy header: {e}"))?;
+    r.read_exact(&mut prefix[..8])
+        .map_err(|e| format!("no .npy header: {e}"))?;
     if &prefix[..6] != b"\x93NUMPY" {
         return Err("not a .npy array (bad magic bytes)".to_owned());
     }
     let (len_bytes, header_len) = match prefix[6] {
         1 => {
-            r.read_exact(&mut prefix[8..10]).map_err(|e| format!("no .npy header: {e}"))?;
+            r.read_exact(&mut prefix[8..10])
+                .map_err(|e| format!("no .npy header: {e}"))?;
             (2, usize::from(u16::from_le_bytes([prefix[8], prefix[9]])))
         }
         2 | 3 => {
-            r.read_exact(&mut prefix[8..12]).map_err(|e| format!("no .npy header: {e}"))?;
+            r.read_exact(&mut prefix[8..12])
+                .map_err(|e| format!("no .npy header: {e}"))?;
             let n = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
             (4, usize::try_from(n).unwrap_or(usize::MAX))
         }

@@ -21,21 +21,30 @@
 //! becomes labels and scores. Gates made by one `GoldenGates` share a small cache, so a
 //! model is run over the golden set once per validation however many gates look at it.
 
+mod advice;
+mod calibrate;
 mod golden_gates;
 mod latency;
+mod quality;
+mod regression;
 mod sanity;
 mod schema;
 pub(crate) mod shadow;
+pub mod stats;
 
 use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::model::Model;
-use crate::model::ModelInfo;
+use crate::model::{Dim, ElementType, ModelInfo};
+use crate::validation::validate::{Bound, Verdict};
 
-pub use golden_gates::{
-    AccuracyGate, AgreementGate, ExpectedOutputsGate, GoldenGates, RegressionGate,
-};
+pub use crate::validation::report::{Interval, IntervalMethod};
+pub use advice::{SizeAdvice, SizeProblem};
+pub use calibrate::{Calibration, CalibrationError, ShareFigure, Suggested};
+pub use golden_gates::{ExpectedOutputsGate, GoldenGates};
 pub use latency::{LatencyBudget, LatencyGate};
+pub use quality::{AccuracyGate, AgreementGate, ShareRule};
+pub use regression::{RegressionGate, RegressionPolicy};
 pub use sanity::SanityGate;
 pub use schema::SchemaGate;
 
@@ -55,6 +64,27 @@ pub trait Binding<M: Model>: Send + Sync + 'static {
     fn check_declared(&self, output: &M::Output, info: &ModelInfo) -> Result<(), String> {
         let _ = (output, info);
         Ok(())
+    }
+
+    /// How many classes a model described by `info` scores, if it declares it: golden
+    /// labels at or above it can never be predicted, so the accuracy and regression gates
+    /// refuse them (see [`GoldenGates::check_labels_against`]).
+    ///
+    /// The default finds the one `f32` output of shape `[batch, k]` with a fixed `k`
+    /// (scikit-learn's `probabilities` via skl2onnx, most classifiers' logits) and
+    /// returns `k`; `None` when there is no such output or more than one. Override it
+    /// when your model says it otherwise. Without a declared count the gates use the
+    /// width of the scores the model actually returned.
+    fn classes(&self, info: &ModelInfo) -> Option<usize> {
+        let mut widths = info
+            .outputs
+            .iter()
+            .filter_map(|t| match (t.dtype, t.shape.as_deref()) {
+                (ElementType::F32, Some([_, Dim::Fixed(k)])) => Some(*k),
+                _ => None,
+            });
+        let first = widths.next()?;
+        widths.next().is_none().then_some(first)
     }
 }
 
@@ -90,7 +120,14 @@ impl Predictions {
     }
 }
 
-pub(crate) fn accuracy(labels: &Array1<i64>, truth: &Array1<i64>) -> f64 {
-    let hits = labels.iter().zip(truth).filter(|(a, b)| a == b).count();
-    hits as f64 / truth.len().max(1) as f64
+/// A measured verdict whose pass/fail a gate decided itself (from an interval or a test,
+/// not only from `measured` against `bound`). The one place gates build a `Verdict` by
+/// hand.
+pub(crate) fn verdict(passed: bool, measured: f64, bound: Bound, detail: String) -> Verdict {
+    Verdict {
+        passed,
+        measured: Some(measured),
+        bound: Some(bound),
+        detail,
+    }
 }
