@@ -51,8 +51,9 @@ pub struct Suggested {
     /// the baseline gets wrong), can show — rounded up to a multiple of 0.005.
     pub max_drop: Option<f64>,
     /// For [`agreement`](GoldenGates::agreement): the least agreement with the baseline of
-    /// any candidate that passes the suggested accuracy bound (two models disagree only
-    /// where one of them is wrong), rounded down to a hundredth.
+    /// any candidate that passes the suggested accuracy bound — `min_accuracy + baseline
+    /// accuracy − 1`, since two models disagree only where one of them is wrong — rounded
+    /// down to a hundredth.
     pub min_agreement: Option<f64>,
     /// For [`expected_outputs`](GoldenGates::expected_outputs): the power of ten at or
     /// above ten times the baseline's own error, at least `1e-6`.
@@ -70,8 +71,8 @@ pub struct Calibration {
     pub golden: String,
     /// Examples in the golden set.
     pub examples: usize,
-    /// Classes the labels must fit (golden set's or the model's declared count, else the
-    /// width of its scores), if known.
+    /// Classes the model scores (declared, else the width of its scores; else the golden
+    /// set's declared count), if known.
     pub classes: Option<usize>,
     /// Two-sided confidence of every interval.
     pub confidence: f64,
@@ -148,10 +149,11 @@ impl<M: Model> GoldenGates<M> {
         let eval = shared
             .evaluate(model, &info)
             .map_err(CalibrationError::Evaluation)?;
-        let classes = shared.class_count(&info, Some(&eval)).map(|(k, _)| k);
-        if let Some(k) = classes {
+        let model = shared.model_classes(&info, Some(&eval)).map(|(k, _)| k);
+        if let Some(k) = model {
             golden.check_classes(k).map_err(CalibrationError::Labels)?;
         }
+        let classes = model.or(golden.classes());
         let n = golden.len() as u64;
         let z2 = stats::z_two_sided(confidence).powi(2);
         let smallest_margin = z2 / (n as f64 + z2);
@@ -191,9 +193,10 @@ impl<M: Model> GoldenGates<M> {
                 confidence,
             );
             differing_margin = Some(-drop.low);
-            suggested.min_accuracy = Some(floor_hundredth(interval.low));
+            let min_accuracy = floor_hundredth(interval.low);
+            suggested.min_accuracy = Some(min_accuracy);
             suggested.max_drop = Some(ceil_half_hundredth(-drop.low));
-            suggested.min_agreement = Some(floor_hundredth(interval.low + value - 1.0));
+            suggested.min_agreement = Some(floor_hundredth(min_accuracy + value - 1.0));
         }
         let expected_error = match (golden.expected(), &eval.scores) {
             (Some(expected), Some(scores)) => max_abs_error(scores, expected).ok().map(|e| e.0),
@@ -266,8 +269,8 @@ impl fmt::Display for Calibration {
                 }
                 writeln!(
                     f,
-                    "  agreement: a candidate passing accuracy({min_acc}) agrees with the baseline on at least {:.4} of examples",
-                    acc.interval.low + acc.value - 1.0
+                    "  agreement: a candidate passing accuracy({min_acc}) agrees with the baseline on at least {:.4} of examples (they can disagree only where one is wrong)",
+                    min_acc + acc.value - 1.0
                 )?;
                 writeln!(f, "    suggested agreement({min_agree})")?;
             }
@@ -278,9 +281,14 @@ impl fmt::Display for Calibration {
         }
         match (self.expected_error, s.max_abs_error) {
             (Some(e), Some(bound)) => {
+                let e = if e == 0.0 {
+                    "0 (identical)".to_owned()
+                } else {
+                    format!("{e:.3e}")
+                };
                 writeln!(
                     f,
-                    "  expected outputs: max abs error {e:.3e} against the golden set's expected outputs"
+                    "  expected outputs: max abs error {e} against the golden set's expected outputs"
                 )?;
                 writeln!(f, "    suggested expected_outputs({bound:e})")
             }

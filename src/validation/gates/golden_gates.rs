@@ -115,17 +115,15 @@ impl<M: Model> Shared<M> {
         self.evaluation(cx.live_generation(), cx.live(), cx.live_info())
     }
 
-    /// How many classes the golden labels must fit, and who says so: the golden set's
-    /// declared count, else the model's declared one ([`Binding::classes`]), else the
-    /// width of the scores it returned. `None` when nothing tells.
-    pub(crate) fn class_count(
+    /// How many classes a model scores, and who says so: its declared count
+    /// ([`Binding::classes`] on `info`), else the width of the scores it returned in
+    /// `eval`. `None` when neither tells. (A count the golden set declares itself was
+    /// checked when the labels were added.)
+    pub(crate) fn model_classes(
         &self,
         info: &ModelInfo,
         eval: Option<&Evaluation>,
     ) -> Option<(usize, String)> {
-        if let Some(k) = self.golden.classes() {
-            return Some((k, format!("the golden set declares {k} classes")));
-        }
         if let Some(k) = self.binding.classes(info) {
             return Some((k, format!("the model declares {k} classes")));
         }
@@ -139,7 +137,7 @@ impl<M: Model> Shared<M> {
     /// Whether every golden label is a class the model (described by `info`, evaluated
     /// as `eval`) can predict; the reason when not.
     pub(crate) fn labels_fit(&self, info: &ModelInfo, eval: &Evaluation) -> Result<(), String> {
-        let Some((classes, who)) = self.class_count(info, Some(eval)) else {
+        let Some((classes, who)) = self.model_classes(info, Some(eval)) else {
             return Ok(());
         };
         self.golden
@@ -284,11 +282,11 @@ impl<M: Model> GoldenGates<M> {
         AgreementGate::new(Arc::clone(&self.shared), rule)
     }
 
-    /// Checks the golden labels against the number of classes of a model described by
-    /// `info` — the golden set's declared count, else the model's
-    /// ([`Binding::classes`]) — before any gate runs. Returns the count used (`None` when
-    /// neither declares one). The accuracy and regression gates make the same check on
-    /// every candidate; this makes it at build time, e.g. against the live model.
+    /// Checks the golden labels against the number of classes a model described by `info`
+    /// declares ([`Binding::classes`]) before any gate runs, e.g. against the live model
+    /// when the deployment is built. Returns the count (`None` when the model declares
+    /// none). The accuracy and regression gates make the same check on every candidate,
+    /// also against the width of the scores it returns.
     ///
     /// ```
     /// use bluegreen::gates::{Binding, GoldenGates, Predictions};
@@ -318,7 +316,7 @@ impl<M: Model> GoldenGates<M> {
     /// # Ok::<(), GoldenError>(())
     /// ```
     pub fn check_labels_against(&self, info: &ModelInfo) -> Result<Option<usize>, GoldenError> {
-        match self.shared.class_count(info, None) {
+        match self.shared.model_classes(info, None) {
             Some((classes, _)) => self
                 .shared
                 .golden

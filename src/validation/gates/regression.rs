@@ -131,6 +131,20 @@ impl<M: Model> Validator<M> for RegressionGate<M> {
         let Some(truth) = self.shared.golden.labels() else {
             return Verdict::fail("the golden set has no labels");
         };
+        if cx.candidate_generation() == cx.live_generation() {
+            // The live model judged against itself (a readiness check of the model that
+            // is serving): no difference, whatever the golden set's size.
+            let (measured, bound) = match self.policy {
+                RegressionPolicy::NonInferior { margin, .. } => (0.0, Bound::AtLeast(-margin)),
+                RegressionPolicy::NotWorse { alpha } => (1.0, Bound::AtLeast(alpha)),
+                RegressionPolicy::PointEstimate { max_drop } => (0.0, Bound::AtLeast(-max_drop)),
+            };
+            let detail = format!(
+                "the candidate {} is the live model itself: nothing to compare",
+                cx.candidate_version()
+            );
+            return verdict(true, measured, bound, detail);
+        }
         let (cand, live) = (self.shared.candidate(cx), self.shared.live(cx));
         let c = evaluated!(cand, "candidate");
         let l = evaluated!(live, "live model");
