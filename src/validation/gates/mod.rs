@@ -3,14 +3,15 @@
 //!
 //! Every gate is a [`Validator`](crate::Validator) that reports the value it measured and
 //! the bound it held it to, so a [`ValidationReport`](crate::ValidationReport) reads like a
-//! checklist:
+//! checklist. The statistical gates also report the value's confidence interval
+//! ([`Interval`], in the check's detail) and know their noise:
 //!
 //! | gate | measures | passes when |
 //! |---|---|---|
-//! | [`accuracy`](GoldenGates::accuracy) | candidate accuracy vs true labels | ≥ min |
+//! | [`accuracy`](GoldenGates::accuracy) | candidate accuracy vs true labels, with its Wilson interval | ≥ min (or its interval's lower end ≥ min, [`ShareRule::LowerBound`]) |
 //! | [`expected_outputs`](GoldenGates::expected_outputs) | max abs error vs expected outputs | ≤ max |
-//! | [`regression`](GoldenGates::regression) | candidate accuracy − live accuracy | ≥ −max_drop |
-//! | [`agreement`](GoldenGates::agreement) | share of examples where candidate and live agree on the top label | ≥ min |
+//! | [`regression`](GoldenGates::regression) | candidate accuracy − live accuracy on the same examples, with its paired score interval and exact McNemar p-value | the interval's lower end > −max_drop (*non-inferior*); or [`not_worse`](GoldenGates::not_worse): McNemar p ≥ α; see [`RegressionPolicy`] |
+//! | [`agreement`](GoldenGates::agreement) | share of examples where candidate and live agree on the top label, with its Wilson interval | ≥ min (or lower end ≥ min) |
 //! | [`sanity`](GoldenGates::sanity) | non-finite values, probabilities out of range, outputs off their declared shape/dtype | = 0 |
 //! | [`latency`](GoldenGates::latency) | candidate p99 per single-example call (absolute, or ÷ live p99 in the same run) | ≤ budget |
 //! | [`SchemaGate`] | inputs the service feeds that the candidate does not accept; metadata mismatches | = 0 |
@@ -20,6 +21,23 @@
 //! [`Binding`] — how a batch of golden rows becomes a model input and how a model output
 //! becomes labels and scores. Gates made by one `GoldenGates` share a small cache, so a
 //! model is run over the golden set once per validation however many gates look at it.
+//!
+//! A statistical gate whose golden set is too small for its bound to ever pass (or ever
+//! fail) says so when it is built ([`SizeAdvice`], from its `advice()`, also logged), with
+//! the number of examples it would need. [`GoldenGates::calibrate`] runs the live model
+//! alone over the golden set and suggests a bound for each gate.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | [`Binding`], [`Predictions`]; the one hand-built `Verdict` helper |
+//! | `golden_gates.rs` | [`GoldenGates`] (makes the golden-set gates), the shared evaluation cache, the class-count check, [`ExpectedOutputsGate`] |
+//! | `quality.rs` | [`AccuracyGate`], [`AgreementGate`], [`ShareRule`] |
+//! | `regression.rs` | [`RegressionGate`], [`RegressionPolicy`] |
+//! | `stats.rs` | the public [`stats`] module: Wilson and Clopper–Pearson intervals, exact McNemar, the paired score interval, examples a bound needs |
+//! | `advice.rs` | [`SizeAdvice`], [`SizeProblem`]: power guidance |
+//! | `calibrate.rs` | [`Calibration`], [`Suggested`], [`ShareFigure`], [`CalibrationError`] |
+//! | `sanity.rs`, `latency.rs`, `schema.rs` | [`SanityGate`], [`LatencyGate`], [`SchemaGate`] |
+//! | `shadow.rs` | `ShadowGate`, judging shadow-traffic evidence (public as `bluegreen::shadow::ShadowGate`) |
 
 mod advice;
 mod calibrate;
