@@ -64,10 +64,19 @@ fn missing_file_is_an_io_error_naming_it() {
         matches!(&err, GoldenError::Io { path, source } if path == "models/digits/nope.npz" && source.kind() == std::io::ErrorKind::NotFound),
         "{err}"
     );
-    assert!(
-        err.to_string()
-            .starts_with("cannot read golden set models/digits/nope.npz:")
+    // The OS error is the source, not repeated in the message: a printer walking the
+    // chain (as examples/validate.rs does) shows it once.
+    assert_eq!(
+        err.to_string(),
+        "cannot read golden set models/digits/nope.npz"
     );
+    let source = std::error::Error::source(&err).expect("the OS error is the source");
+    assert_eq!(source.to_string(), "No such file or directory (os error 2)");
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert_eq!(chain.matches(&source.to_string()).count(), 1, "{chain}");
 }
 
 #[test]
@@ -144,6 +153,13 @@ fn inputs_of_the_wrong_dtype_are_refused() {
     assert!(
         matches!(&err, GoldenError::WrongDtype { array, expected: "float32", .. } if array == "inputs"),
         "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "array `inputs` in {} must hold float32 values: the file declares '<f8'",
+            shown(&path)
+        )
     );
 }
 
@@ -240,18 +256,73 @@ fn labels_out_of_range_are_refused_with_row_and_value() {
         "{err}"
     );
 
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "label 10 at row 1 of `labels` in {} is out of range 0..10",
+            shown(&path)
+        )
+    );
+}
+
+#[test]
+fn a_negative_label_is_named_negative_without_a_made_up_range() {
     let negative = GoldenSet::new(Array2::zeros((2, 2)))
         .unwrap()
         .with_labels(array![0i64, -1])
         .unwrap_err();
-    assert!(matches!(
-        negative,
-        GoldenError::LabelOutOfRange {
-            row: 1,
-            label: -1,
-            ..
-        }
-    ));
+    assert!(
+        matches!(
+            negative,
+            GoldenError::NegativeLabel {
+                row: 1,
+                label: -1,
+                ..
+            }
+        ),
+        "{negative:?}"
+    );
+    assert_eq!(
+        negative.to_string(),
+        "label -1 at row 1 of `labels` in <in memory> is negative"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = npz(&dir, "negative.npz", |w| {
+        w.add_array("inputs", &Array2::<f32>::zeros((3, 2)))
+            .unwrap();
+        w.add_array("truth", &array![0i64, 1, -7]).unwrap();
+    });
+    let err = GoldenSet::npz(&path).labels("truth").load().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "label -7 at row 2 of `truth` in {} is negative",
+            shown(&path)
+        )
+    );
+}
+
+#[test]
+fn declared_classes_are_kept_and_hold_for_labels_added_later() {
+    let g = GoldenSet::npz(GOLDEN)
+        .labels("labels")
+        .classes(10)
+        .load()
+        .unwrap();
+    assert_eq!(g.classes(), Some(10));
+    assert_eq!(GoldenSet::from_npz(GOLDEN).unwrap().classes(), None);
+
+    let err = GoldenSet::new(Array2::zeros((2, 2)))
+        .unwrap()
+        .with_classes(3)
+        .unwrap()
+        .with_labels(array![2i64, 3])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "label 3 at row 1 of `labels` in <in memory> is out of range 0..3"
+    );
 }
 
 #[test]

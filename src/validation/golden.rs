@@ -1,126 +1,25 @@
 //! [`GoldenSet`]: the held-out examples a candidate is judged on.
 //!
 //! A golden set is a matrix of inputs (one row per example, `f32`), optionally the true
-//! labels (`i64`, one per row) and optionally expected outputs (`f32`, one row per
-//! example — e.g. the scores a reference implementation produced). Load it from a `.npz`
-//! file as NumPy's `np.savez` / `np.savez_compressed` write it, or build it in code.
+//! labels (`i64`, one per row), optionally the number of classes they index, and optionally
+//! expected outputs (`f32`, one row per example — e.g. the scores a reference
+//! implementation produced). Load it from a `.npz` file as NumPy's `np.savez` /
+//! `np.savez_compressed` write it, or build it in code.
 //!
-//! Every problem with the data is a [`GoldenError`] naming the file and the array: a
-//! missing or unreadable file, a corrupt archive, a missing array, a wrong dtype or rank,
-//! mismatched lengths, an empty set, or labels out of range.
+//! A `.npz` file is hostile input like any other: every size it declares is checked
+//! against the file and a limit before anything is allocated (see `npz.rs`). Every
+//! problem with the data is a [`GoldenError`] naming the file and the array: a missing or
+//! unreadable file, a corrupt archive, a missing array, a wrong dtype or rank, an array
+//! larger than the limit or than its entry, a truncated entry, mismatched lengths, an
+//! empty set, negative labels or labels out of range.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, Ix1, Ix2};
-use ndarray_npy::{NpzReader, ReadNpyError, ReadNpzError, ReadableElement};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 
-/// Why a golden set could not be loaded or built. Each variant names the source and array.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GoldenError {
-    /// The file could not be opened or read.
-    #[error("cannot read golden set {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a readable `.npz` archive (truncated, not a zip, bad entry).
-    #[error("golden set {path} is not a valid .npz archive ({array}): {message}")]
-    Corrupt {
-        /// The file.
-        path: String,
-        /// The array being read when it failed (`-` for the archive itself).
-        array: String,
-        /// The decoder's message.
-        message: String,
-    },
-    /// A required array is not in the archive.
-    #[error("golden set {path} has no array `{array}` (it has: {})", .available.join(", "))]
-    MissingArray {
-        /// The file.
-        path: String,
-        /// The array asked for.
-        array: String,
-        /// The arrays the file does have.
-        available: Vec<String>,
-    },
-    /// The array's element type is not the one required.
-    #[error("array `{array}` in {path} must hold {expected} values: {message}")]
-    WrongDtype {
-        /// The file.
-        path: String,
-        /// The array.
-        array: String,
-        /// The element type required (`float32`, `int64`).
-        expected: &'static str,
-        /// What the file declares.
-        message: String,
-    },
-    /// The array has the wrong number of dimensions.
-    #[error("array `{array}` in {path} must be {expected}-dimensional, but has {found} dimensions")]
-    WrongRank {
-        /// The file.
-        path: String,
-        /// The array.
-        array: String,
-        /// Dimensions required.
-        expected: usize,
-        /// Dimensions found.
-        found: usize,
-    },
-    /// Two arrays that must describe the same examples have different lengths.
-    #[error("array `{array}` in {path} has {found} rows, but `inputs` has {expected}")]
-    LengthMismatch {
-        /// The source.
-        path: String,
-        /// The array.
-        array: String,
-        /// Rows in the inputs.
-        expected: usize,
-        /// Rows in this array.
-        found: usize,
-    },
-    /// The set has no examples (or no features).
-    #[error("golden set {path} is empty: array `{array}` has shape {shape:?}")]
-    Empty {
-        /// The source.
-        path: String,
-        /// The array.
-        array: String,
-        /// Its shape.
-        shape: Vec<usize>,
-    },
-    /// A label is negative or not below the declared number of classes.
-    #[error("label {label} at row {row} of `{array}` in {path} is out of range 0..{classes}")]
-    LabelOutOfRange {
-        /// The source.
-        path: String,
-        /// The array.
-        array: String,
-        /// The row.
-        row: usize,
-        /// The offending label.
-        label: i64,
-        /// The number of classes (`i64::MAX` when only negativity was checked).
-        classes: i64,
-    },
-    /// Inputs contain NaN or infinity.
-    #[error("array `{array}` in {path} contains a non-finite value at row {row}")]
-    NonFinite {
-        /// The source.
-        path: String,
-        /// The array.
-        array: String,
-        /// The first row with a non-finite value.
-        row: usize,
-    },
-}
+use super::GoldenError;
+use super::npz::Npz;
 
 /// Held-out examples to judge a candidate on: inputs, and optionally true labels and
 /// expected outputs. Load one from `.npz` or build it in code; every problem with the data
@@ -141,6 +40,9 @@ pub struct GoldenSet {
     source: String,
     inputs: Array2<f32>,
     labels: Option<Array1<i64>>,
+    /// Labels name `labels_array` in messages (the `.npz` array they came from).
+    labels_array: String,
+    classes: Option<usize>,
     expected: Option<Array2<f32>>,
 }
 
@@ -174,11 +76,15 @@ impl GoldenSet {
             source,
             inputs,
             labels: None,
+            labels_array: "labels".to_owned(),
+            classes: None,
             expected: None,
         })
     }
 
-    /// Adds the true label of every example. Labels must be non-negative.
+    /// Adds the true label of every example. Labels must be non-negative
+    /// ([`GoldenError::NegativeLabel`]), and below the number of classes once that is
+    /// known ([`with_classes`](Self::with_classes)).
     pub fn with_labels(self, labels: Array1<i64>) -> Result<Self, GoldenError> {
         self.set_labels("labels", labels)
     }
@@ -186,16 +92,37 @@ impl GoldenSet {
     fn set_labels(mut self, array: &str, labels: Array1<i64>) -> Result<Self, GoldenError> {
         self.same_rows(array, labels.len())?;
         if let Some((row, &label)) = labels.iter().enumerate().find(|(_, l)| **l < 0) {
-            return Err(GoldenError::LabelOutOfRange {
+            return Err(GoldenError::NegativeLabel {
                 path: self.source,
                 array: array.to_owned(),
                 row,
                 label,
-                classes: i64::MAX,
             });
         }
         self.labels = Some(labels);
+        self.labels_array = array.to_owned();
+        if let Some(classes) = self.classes {
+            self.check_classes(classes)?;
+        }
         Ok(self)
+    }
+
+    /// Declares how many classes the labels index: every label, now or added later, must
+    /// be below `classes` ([`GoldenError::LabelOutOfRange`]).
+    ///
+    /// Without it the golden-set gates take the number of classes from the model (its
+    /// declared score width, see [`Binding::classes`](crate::gates::Binding::classes)), so
+    /// an out-of-range label is caught either way.
+    pub fn with_classes(mut self, classes: usize) -> Result<Self, GoldenError> {
+        self.check_classes(classes)?;
+        self.classes = Some(classes);
+        Ok(self)
+    }
+
+    /// The number of classes declared with [`with_classes`](Self::with_classes) or
+    /// [`NpzSpec::classes`], if any.
+    pub fn classes(&self) -> Option<usize> {
+        self.classes
     }
 
     /// Adds the expected output row of every example (e.g. reference scores).
@@ -218,7 +145,7 @@ impl GoldenSet {
         match labels.iter().enumerate().find(|(_, l)| **l >= classes) {
             Some((row, &label)) => Err(GoldenError::LabelOutOfRange {
                 path: self.source.clone(),
-                array: "labels".to_owned(),
+                array: self.labels_array.clone(),
                 row,
                 label,
                 classes,
@@ -322,9 +249,13 @@ pub struct NpzSpec {
     labels: Option<(String, bool)>,
     expected: Option<String>,
     classes: Option<usize>,
+    max_bytes: u64,
 }
 
 impl NpzSpec {
+    /// The default for [`max_bytes`](Self::max_bytes): 1 GiB per array.
+    pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
     fn new(path: &Path) -> Self {
         Self {
             path: path.to_owned(),
@@ -332,6 +263,7 @@ impl NpzSpec {
             labels: None,
             expected: None,
             classes: None,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -358,116 +290,69 @@ impl NpzSpec {
         self
     }
 
-    /// Refuse labels outside `0..classes`.
+    /// Refuse labels outside `0..classes`, and remember the count
+    /// ([`GoldenSet::classes`]). Without it, the gates check the labels against the
+    /// model's declared number of classes.
     pub fn classes(mut self, classes: usize) -> Self {
         self.classes = Some(classes);
         self
     }
 
-    /// Reads the file.
+    /// The most bytes any one array may declare (shape × element size); larger arrays
+    /// are refused with [`GoldenError::TooLarge`] before anything is allocated for them.
+    /// Default [`NpzSpec::DEFAULT_MAX_BYTES`] (1 GiB).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bluegreen::{GoldenError, GoldenSet};
+    /// // The bundled golden set's inputs are 450 × 64 float32 = 115 200 bytes.
+    /// let small = GoldenSet::npz("models/digits/golden.npz").max_bytes(100_000).load();
+    /// assert!(matches!(small, Err(GoldenError::TooLarge { bytes: Some(115_200), .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Reads the file: every array's declared size is checked against its zip entry and
+    /// [`max_bytes`](Self::max_bytes) before it is read, and memory grows only with the
+    /// bytes actually read.
     pub fn load(self) -> Result<GoldenSet, GoldenError> {
         let path = self.path.display().to_string();
-        let file = File::open(&self.path).map_err(|source| GoldenError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let mut npz = NpzReader::new(BufReader::new(file)).map_err(|e| GoldenError::Corrupt {
-            path: path.clone(),
-            array: "-".to_owned(),
-            message: e.to_string(),
-        })?;
-        let available = npz.names().map_err(|e| GoldenError::Corrupt {
-            path: path.clone(),
-            array: "-".to_owned(),
-            message: e.to_string(),
-        })?;
-        let mut reader = Reader {
-            npz: &mut npz,
-            path: &path,
-            available: &available,
-        };
+        let mut npz = Npz::open(&self.path, &path, self.max_bytes)?;
 
-        let inputs: Array2<f32> = reader.read::<f32, Ix2>(&self.inputs, "float32", 2)?;
-        let mut set = GoldenSet::checked(path.clone(), &self.inputs, inputs)?;
-        if let Some((name, required)) = &self.labels
-            && (*required || available.iter().any(|a| a == name))
+        // Check names first, so a missing array is reported before a large one is read.
+        let labels = match &self.labels {
+            Some((name, required)) if *required || npz.has(name) => Some(name.as_str()),
+            _ => None,
+        };
+        for name in std::iter::once(self.inputs.as_str())
+            .chain(labels)
+            .chain(self.expected.as_deref())
         {
-            let labels: Array1<i64> = reader.read::<i64, Ix1>(name, "int64", 1)?;
-            set = set.set_labels(name, labels)?;
-            if let Some(classes) = self.classes {
-                set.check_classes(classes)
-                    .map_err(|e| rename_array(e, name))?;
+            if !npz.has(name) {
+                return Err(GoldenError::MissingArray {
+                    path,
+                    array: name.to_owned(),
+                    available: npz.names().to_vec(),
+                });
             }
         }
+
+        let inputs: Array2<f32> = npz.matrix(&self.inputs)?;
+        let mut set = GoldenSet::checked(path, &self.inputs, inputs)?;
+        if let Some(name) = labels {
+            let labels: Array1<i64> = npz.vector(name)?;
+            set = set.set_labels(name, labels)?;
+        }
+        if let Some(classes) = self.classes {
+            set = set.with_classes(classes)?;
+        }
         if let Some(name) = &self.expected {
-            let expected: Array2<f32> = reader.read::<f32, Ix2>(name, "float32", 2)?;
+            let expected: Array2<f32> = npz.matrix(name)?;
             set = set.set_expected(name, expected)?;
         }
         Ok(set)
-    }
-}
-
-fn rename_array(e: GoldenError, name: &str) -> GoldenError {
-    match e {
-        GoldenError::LabelOutOfRange {
-            path,
-            row,
-            label,
-            classes,
-            ..
-        } => GoldenError::LabelOutOfRange {
-            path,
-            array: name.to_owned(),
-            row,
-            label,
-            classes,
-        },
-        other => other,
-    }
-}
-
-struct Reader<'a, R: std::io::Read + std::io::Seek> {
-    npz: &'a mut NpzReader<R>,
-    path: &'a str,
-    available: &'a [String],
-}
-
-impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
-    fn read<T, D>(
-        &mut self,
-        name: &str,
-        dtype: &'static str,
-        rank: usize,
-    ) -> Result<ndarray::Array<T, D>, GoldenError>
-    where
-        T: ReadableElement,
-        D: ndarray::Dimension,
-    {
-        if !self.available.iter().any(|a| a == name) {
-            return Err(GoldenError::MissingArray {
-                path: self.path.to_owned(),
-                array: name.to_owned(),
-                available: self.available.to_vec(),
-            });
-        }
-        self.npz.by_name(name).map_err(|e| match e {
-            ReadNpzError::Npy(ReadNpyError::WrongDescriptor(found)) => GoldenError::WrongDtype {
-                path: self.path.to_owned(),
-                array: name.to_owned(),
-                expected: dtype,
-                message: format!("the file declares {found}"),
-            },
-            ReadNpzError::Npy(ReadNpyError::WrongNdim(_, found)) => GoldenError::WrongRank {
-                path: self.path.to_owned(),
-                array: name.to_owned(),
-                expected: rank,
-                found,
-            },
-            other => GoldenError::Corrupt {
-                path: self.path.to_owned(),
-                array: name.to_owned(),
-                message: other.to_string(),
-            },
-        })
     }
 }

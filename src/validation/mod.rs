@@ -8,7 +8,9 @@
 //! | `report.rs` | [`ValidationReport`](validate::ValidationReport), [`Check`](validate::Check), [`CheckStatus`](validate::CheckStatus) |
 //! | `run.rs` | `run_all`: every gate in order, each on its own supervised thread with its deadline |
 //! | `supervise.rs` | running untrusted work (a gate, a warm-up) with a deadline and panic capture |
-//! | `golden.rs` | [`GoldenSet`], [`NpzSpec`], [`GoldenError`]: held-out examples loaded from `.npz` or built in code |
+//! | `golden.rs` | [`GoldenSet`], [`NpzSpec`]: held-out examples loaded from `.npz` or built in code |
+//! | `golden_error.rs` | [`GoldenError`]: why a golden set could not be loaded or built |
+//! | `npz.rs` | reading `.npz` arrays without trusting declared sizes: bounded header, checked shape × size against the entry and a limit, payload memory bounded by the bytes that arrive |
 //! | `gates/` | the public `bluegreen::gates` module: golden-set gates, latency, sanity, schema, shadow |
 //!
 //! Stands on `model/` and `slot/` (a [`Context`](validate::Context) holds the two loaded
@@ -19,11 +21,14 @@
 mod context;
 pub mod gates;
 mod golden;
+mod golden_error;
+mod npz;
 mod report;
 mod run;
 pub(crate) mod supervise;
 pub mod validate;
 
 pub use context::ShadowStatus;
-pub use golden::{GoldenError, GoldenSet, NpzSpec};
+pub use golden::{GoldenSet, NpzSpec};
+pub use golden_error::GoldenError;
 pub(crate) use run::run_all;

@@ -72,6 +72,99 @@ impl fmt::Display for Check {
     }
 }
 
+/// A confidence interval around a measured value, as the statistical gates report it
+/// (see [`gates::stats`](crate::gates::stats)).
+///
+/// ```
+/// use bluegreen::gates::stats;
+/// let iv = stats::wilson(439, 450, 0.95);
+/// assert_eq!(iv.to_string(), "95% Wilson interval [0.9568, 0.9863]");
+/// assert!(iv.contains(439.0 / 450.0));
+/// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// Lower end.
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+    /// Two-sided confidence level (0.95 for a 95 % interval).
+    pub confidence: f64,
+    /// How it was computed.
+    pub method: IntervalMethod,
+}
+
+impl Interval {
+    /// An interval `[low, high]` at two-sided `confidence`, computed by `method`.
+    pub fn new(low: f64, high: f64, confidence: f64, method: IntervalMethod) -> Self {
+        Self {
+            low,
+            high,
+            confidence,
+            method,
+        }
+    }
+
+    /// Whether `value` lies inside (ends included).
+    pub fn contains(&self, value: f64) -> bool {
+        self.low <= value && value <= self.high
+    }
+
+    /// `high − low`.
+    pub fn width(&self) -> f64 {
+        self.high - self.low
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = self.confidence * 100.0;
+        // 95 or 99.9, never 95.00000000000001.
+        let pct = format!("{:.3}", pct);
+        let pct = pct.trim_end_matches('0').trim_end_matches('.');
+        // A difference gets its sign, so "[-0.0130, +0.0085]" reads as a difference.
+        if self.method == IntervalMethod::PairedScore {
+            write!(
+                f,
+                "{pct}% {} interval [{:+.4}, {:+.4}]",
+                self.method,
+                self.low + 0.0,
+                self.high + 0.0
+            )
+        } else {
+            write!(
+                f,
+                "{pct}% {} interval [{:.4}, {:.4}]",
+                self.method, self.low, self.high
+            )
+        }
+    }
+}
+
+/// How an [`Interval`] was computed.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntervalMethod {
+    /// Wilson score interval for a share.
+    Wilson,
+    /// Clopper–Pearson (exact binomial) interval for a share.
+    ClopperPearson,
+    /// Score interval for the paired difference of two shares on the same examples
+    /// (Tango 1998).
+    PairedScore,
+}
+
+impl fmt::Display for IntervalMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IntervalMethod::Wilson => "Wilson",
+            IntervalMethod::ClopperPearson => "Clopper-Pearson",
+            IntervalMethod::PairedScore => "paired score",
+        })
+    }
+}
+
 /// Every gate's outcome for one candidate.
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2, Axis};
 use parking_lot::Mutex;
 
-use super::{Binding, Predictions, accuracy};
+use super::quality::{AccuracyGate, AgreementGate, ShareRule};
+use super::regression::{RegressionGate, RegressionPolicy};
+use super::{Binding, Predictions};
 use crate::model::Model;
 use crate::model::ModelInfo;
-use crate::validation::GoldenSet;
 use crate::validation::validate::{Bound, Context, Validator, Verdict};
+use crate::validation::{GoldenError, GoldenSet};
 
 /// How many evaluated models the cache keeps (candidate and live, with room to spare).
 const CACHE_ENTRIES: usize = 4;
@@ -47,7 +49,7 @@ impl<M: Model> Shared<M> {
         fresh
     }
 
-    fn evaluate(&self, model: &M, info: &ModelInfo) -> Result<Evaluation, String> {
+    pub(crate) fn evaluate(&self, model: &M, info: &ModelInfo) -> Result<Evaluation, String> {
         let mut labels = Vec::with_capacity(self.golden.len());
         let mut scores: Vec<Array2<f32>> = Vec::new();
         let mut declared_mismatch = None;
@@ -112,6 +114,36 @@ impl<M: Model> Shared<M> {
     pub(crate) fn live(&self, cx: &Context<M>) -> Cached {
         self.evaluation(cx.live_generation(), cx.live(), cx.live_info())
     }
+
+    /// How many classes a model scores, and who says so: its declared count
+    /// ([`Binding::classes`] on `info`), else the width of the scores it returned in
+    /// `eval`. `None` when neither tells. (A count the golden set declares itself was
+    /// checked when the labels were added.)
+    pub(crate) fn model_classes(
+        &self,
+        info: &ModelInfo,
+        eval: Option<&Evaluation>,
+    ) -> Option<(usize, String)> {
+        if let Some(k) = self.binding.classes(info) {
+            return Some((k, format!("the model declares {k} classes")));
+        }
+        let width = eval?.scores.as_ref()?.ncols();
+        Some((
+            width,
+            format!("the model returns {width} scores per example"),
+        ))
+    }
+
+    /// Whether every golden label is a class the model (described by `info`, evaluated
+    /// as `eval`) can predict; the reason when not.
+    pub(crate) fn labels_fit(&self, info: &ModelInfo, eval: &Evaluation) -> Result<(), String> {
+        let Some((classes, who)) = self.model_classes(info, Some(eval)) else {
+            return Ok(());
+        };
+        self.golden
+            .check_classes(classes)
+            .map_err(|e| format!("{e}: {who}, so no answer can match it"))
+    }
 }
 
 /// Makes golden-set gates that share one [`GoldenSet`], one [`Binding`] and an evaluation
@@ -151,7 +183,7 @@ impl<M: Model> Shared<M> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct GoldenGates<M: Model> {
-    shared: Arc<Shared<M>>,
+    pub(super) shared: Arc<Shared<M>>,
 }
 
 impl<M: Model> Clone for GoldenGates<M> {
@@ -189,12 +221,19 @@ impl<M: Model> GoldenGates<M> {
         &self.shared.golden
     }
 
-    /// Candidate accuracy against the true labels must be at least `min` (0..=1).
+    /// Candidate accuracy against the true labels must be at least `min` (0..=1), as
+    /// measured; the report shows it with its 95 % Wilson interval. See
+    /// [`accuracy_with`](Self::accuracy_with) to require the interval's lower end instead.
+    ///
+    /// Labels the candidate cannot predict (at or above its declared number of classes,
+    /// see [`Binding::classes`]) fail the gate, naming the first.
     pub fn accuracy(&self, min: f64) -> AccuracyGate<M> {
-        AccuracyGate {
-            shared: Arc::clone(&self.shared),
-            min,
-        }
+        self.accuracy_with(ShareRule::Measured { min })
+    }
+
+    /// Candidate accuracy by a [`ShareRule`].
+    pub fn accuracy_with(&self, rule: ShareRule) -> AccuracyGate<M> {
+        AccuracyGate::new(Arc::clone(&self.shared), rule)
     }
 
     /// Candidate scores must be within `max_abs` of the golden set's expected outputs
@@ -206,21 +245,84 @@ impl<M: Model> GoldenGates<M> {
         }
     }
 
-    /// Candidate accuracy may be at most `max_drop` below the live model's, both measured
-    /// now on the same golden set.
+    /// The candidate must be *non-inferior* to the live model, both measured now on the
+    /// same golden set: the upper end of the 95 % paired interval of its accuracy drop
+    /// must be below `max_drop` ([`RegressionPolicy::NonInferior`]) — the safe default for
+    /// automatic promotion.
+    ///
+    /// A golden set too small to show that margin refuses every candidate not better than
+    /// live; [`RegressionGate::advice`] says so (and how many examples it needs) when the
+    /// gate is built. The measured-difference rule of earlier versions is
+    /// `regression_with(RegressionPolicy::PointEstimate { max_drop })`.
     pub fn regression(&self, max_drop: f64) -> RegressionGate<M> {
-        RegressionGate {
-            shared: Arc::clone(&self.shared),
-            max_drop,
-        }
+        self.regression_with(RegressionPolicy::non_inferior(max_drop))
+    }
+
+    /// The candidate must not be *significantly worse* than the live model at level
+    /// `alpha` (exact McNemar test on the discordant examples,
+    /// [`RegressionPolicy::NotWorse`]).
+    pub fn not_worse(&self, alpha: f64) -> RegressionGate<M> {
+        self.regression_with(RegressionPolicy::NotWorse { alpha })
+    }
+
+    /// A regression gate with the given [`RegressionPolicy`].
+    pub fn regression_with(&self, policy: RegressionPolicy) -> RegressionGate<M> {
+        RegressionGate::new(Arc::clone(&self.shared), policy)
     }
 
     /// Candidate and live model must predict the same label on at least `min` (0..=1) of
-    /// the golden examples.
+    /// the golden examples, as measured; the report shows the share with its 95 % Wilson
+    /// interval. See [`agreement_with`](Self::agreement_with).
     pub fn agreement(&self, min: f64) -> AgreementGate<M> {
-        AgreementGate {
-            shared: Arc::clone(&self.shared),
-            min,
+        self.agreement_with(ShareRule::Measured { min })
+    }
+
+    /// Agreement with the live model by a [`ShareRule`].
+    pub fn agreement_with(&self, rule: ShareRule) -> AgreementGate<M> {
+        AgreementGate::new(Arc::clone(&self.shared), rule)
+    }
+
+    /// Checks the golden labels against the number of classes a model described by `info`
+    /// declares ([`Binding::classes`]) before any gate runs, e.g. against the live model
+    /// when the deployment is built. Returns the count (`None` when the model declares
+    /// none). The accuracy and regression gates make the same check on every candidate,
+    /// also against the width of the scores it returns.
+    ///
+    /// ```
+    /// use bluegreen::gates::{Binding, GoldenGates, Predictions};
+    /// use bluegreen::{Dim, ElementType, GoldenError, GoldenSet, Model, ModelInfo, TensorSpec};
+    /// use ndarray::{array, Array2, ArrayView2};
+    /// # struct Rows;
+    /// # struct M;
+    /// # impl Model for M {
+    /// #     type Input = Array2<f32>; type Output = Array2<f32>; type Error = std::convert::Infallible;
+    /// #     fn predict(&self, x: &Array2<f32>) -> Result<Array2<f32>, Self::Error> { Ok(x.clone()) }
+    /// # }
+    /// # impl Binding<M> for Rows {
+    /// #     fn input(&self, rows: ArrayView2<'_, f32>) -> Array2<f32> { rows.to_owned() }
+    /// #     fn read(&self, out: &Array2<f32>, _: usize) -> Result<Predictions, String> {
+    /// #         Ok(Predictions::from_scores(out.clone()))
+    /// #     }
+    /// # }
+    /// let golden = GoldenSet::new(array![[1f32, 0.0], [0.0, 1.0]])?.with_labels(array![0, 2])?;
+    /// let gates = GoldenGates::new(golden, Rows);
+    /// // The model scores 2 classes: label 2 can never be predicted.
+    /// let info = ModelInfo {
+    ///     outputs: vec![TensorSpec::new("scores", ElementType::F32, vec![Dim::Dynamic(None), Dim::Fixed(2)])],
+    ///     ..ModelInfo::default()
+    /// };
+    /// let err = gates.check_labels_against(&info).unwrap_err();
+    /// assert!(matches!(err, GoldenError::LabelOutOfRange { row: 1, label: 2, classes: 2, .. }));
+    /// # Ok::<(), GoldenError>(())
+    /// ```
+    pub fn check_labels_against(&self, info: &ModelInfo) -> Result<Option<usize>, GoldenError> {
+        match self.shared.model_classes(info, None) {
+            Some((classes, _)) => self
+                .shared
+                .golden
+                .check_classes(classes)
+                .map(|()| Some(classes)),
+            None => Ok(None),
         }
     }
 
@@ -246,32 +348,6 @@ macro_rules! evaluated {
 }
 pub(crate) use evaluated;
 
-/// Gate: candidate accuracy ≥ min. From [`GoldenGates::accuracy`].
-pub struct AccuracyGate<M: Model> {
-    shared: Arc<Shared<M>>,
-    min: f64,
-}
-
-impl<M: Model> Validator<M> for AccuracyGate<M> {
-    fn name(&self) -> &str {
-        "accuracy"
-    }
-
-    fn validate(&self, cx: &Context<M>) -> Verdict {
-        let Some(truth) = self.shared.golden.labels() else {
-            return Verdict::fail("the golden set has no labels");
-        };
-        let cand = self.shared.candidate(cx);
-        let c = evaluated!(cand, "candidate");
-        let acc = accuracy(&c.labels, truth);
-        Verdict::measure(acc, Bound::AtLeast(self.min)).with_detail(format!(
-            "{} of {} golden examples right",
-            (acc * truth.len() as f64).round(),
-            truth.len()
-        ))
-    }
-}
-
 /// Gate: max abs error vs expected outputs ≤ max. From [`GoldenGates::expected_outputs`].
 pub struct ExpectedOutputsGate<M: Model> {
     shared: Arc<Shared<M>>,
@@ -292,75 +368,35 @@ impl<M: Model> Validator<M> for ExpectedOutputsGate<M> {
         let Some(scores) = &c.scores else {
             return Verdict::fail("the candidate's output has no scores to compare");
         };
-        if scores.dim() != expected.dim() {
-            return Verdict::fail(format!(
-                "candidate scores have shape {:?}, expected outputs {:?}",
-                scores.dim(),
-                expected.dim()
-            ));
-        }
-        let (mut max, mut sum) = (0f64, 0f64);
-        for (a, b) in scores.iter().zip(expected) {
-            let d = f64::from((a - b).abs());
-            // NaN must fail, so it counts as infinitely far.
-            let d = if d.is_nan() { f64::INFINITY } else { d };
-            max = max.max(d);
-            sum += d;
-        }
-        let mean = sum / expected.len() as f64;
+        let (max, mean) = match max_abs_error(scores, expected) {
+            Ok(e) => e,
+            Err(msg) => return Verdict::fail(msg),
+        };
         Verdict::measure(max, Bound::AtMost(self.max_abs))
             .with_detail(format!("mean abs error {mean:.3e}"))
     }
 }
 
-/// Gate: candidate accuracy ≥ live accuracy − max_drop. From [`GoldenGates::regression`].
-pub struct RegressionGate<M: Model> {
-    shared: Arc<Shared<M>>,
-    max_drop: f64,
-}
-
-impl<M: Model> Validator<M> for RegressionGate<M> {
-    fn name(&self) -> &str {
-        "regression"
+/// Largest and mean absolute difference between `scores` and `expected` (NaN counts as
+/// infinitely far), or why they cannot be compared.
+pub(crate) fn max_abs_error(
+    scores: &Array2<f32>,
+    expected: &Array2<f32>,
+) -> Result<(f64, f64), String> {
+    if scores.dim() != expected.dim() {
+        return Err(format!(
+            "candidate scores have shape {:?}, expected outputs {:?}",
+            scores.dim(),
+            expected.dim()
+        ));
     }
-
-    fn validate(&self, cx: &Context<M>) -> Verdict {
-        let Some(truth) = self.shared.golden.labels() else {
-            return Verdict::fail("the golden set has no labels");
-        };
-        let (cand, live) = (self.shared.candidate(cx), self.shared.live(cx));
-        let c = evaluated!(cand, "candidate");
-        let l = evaluated!(live, "live model");
-        let (ca, la) = (accuracy(&c.labels, truth), accuracy(&l.labels, truth));
-        Verdict::measure(ca - la, Bound::AtLeast(-self.max_drop)).with_detail(format!(
-            "candidate {} accuracy {ca:.4} vs live {} {la:.4}",
-            cx.candidate_version(),
-            cx.live_version()
-        ))
+    let (mut max, mut sum) = (0f64, 0f64);
+    for (a, b) in scores.iter().zip(expected) {
+        let d = f64::from((a - b).abs());
+        // NaN must fail, so it counts as infinitely far.
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        max = max.max(d);
+        sum += d;
     }
-}
-
-/// Gate: share of same top label as live ≥ min. From [`GoldenGates::agreement`].
-pub struct AgreementGate<M: Model> {
-    shared: Arc<Shared<M>>,
-    min: f64,
-}
-
-impl<M: Model> Validator<M> for AgreementGate<M> {
-    fn name(&self) -> &str {
-        "agreement"
-    }
-
-    fn validate(&self, cx: &Context<M>) -> Verdict {
-        let (cand, live) = (self.shared.candidate(cx), self.shared.live(cx));
-        let c = evaluated!(cand, "candidate");
-        let l = evaluated!(live, "live model");
-        let agree = accuracy(&c.labels, &l.labels);
-        Verdict::measure(agree, Bound::AtLeast(self.min)).with_detail(format!(
-            "same label as live {} on {} of {} examples",
-            cx.live_version(),
-            (agree * l.labels.len() as f64).round(),
-            l.labels.len()
-        ))
-    }
+    Ok((max, sum / expected.len().max(1) as f64))
 }
