@@ -402,6 +402,19 @@ fn a_share_rule_on_the_lower_bound_refuses_what_a_small_set_cannot_show() {
         "{}",
         lower.detail
     );
+    // The interval is also a field of the check, for JSON and dashboards.
+    let iv = lower
+        .interval
+        .expect("the accuracy gate reports its interval");
+    assert_eq!(
+        (iv.confidence, iv.method),
+        (0.95, bluegreen::gates::IntervalMethod::Wilson)
+    );
+    assert!(
+        (iv.low - 200.0 / (200.0 + 1.959_963_984_540_054_f64.powi(2))).abs() < 1e-9,
+        "{iv:?}"
+    );
+    assert_eq!(iv.high, 1.0);
 }
 
 // ---------------------------------------------------------------------------------------

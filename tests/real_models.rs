@@ -511,6 +511,42 @@ fn swap_warms_every_session_of_the_new_model_before_it_takes_traffic() {
     assert!(runs.iter().all(|&r| r >= SAMPLES), "{runs:?}");
 }
 
+// Issue #12 item 7: without `warmup_samples` nothing was warmed (the README's gated quick
+// start ran `runs_per_session` = [0, 0]).
+#[test]
+fn without_samples_the_golden_gates_warm_every_session_with_golden_rows() {
+    const SESSIONS: usize = 3;
+    let golden = GoldenSet::npz(golden_path())
+        .labels("labels")
+        .load()
+        .unwrap();
+    let gates = GoldenGates::new(golden, OnnxBinding::classifier());
+    let bg = BlueGreen::builder()
+        .validator(gates.accuracy(0.85))
+        .build("v1", load_pool(1, SESSIONS))
+        .unwrap();
+    let runs = bg.active().model().runs_per_session();
+    assert!(
+        runs.iter().all(|&r| r == 2),
+        "a batch and a single row on each: {runs:?}"
+    );
+    bg.stage("v2", load_pool(2, SESSIONS)).unwrap();
+    let report = bg.swap().unwrap();
+    assert_eq!(report.warm_up_calls, 2 * SESSIONS);
+    let runs = bg.active().model().runs_per_session();
+    assert!(runs.iter().all(|&r| r >= 2), "{runs:?}");
+}
+
+#[test]
+fn without_samples_or_gates_an_onnx_model_warms_itself_from_its_declared_inputs() {
+    const SESSIONS: usize = 2;
+    let bg = BlueGreen::new("v1", load_pool(1, SESSIONS)).unwrap();
+    assert_eq!(bg.active().model().runs_per_session(), [1, 1]);
+    bg.stage("v2", load_pool(2, SESSIONS)).unwrap();
+    assert_eq!(bg.swap().unwrap().warm_up_calls, SESSIONS);
+    assert_eq!(bg.active().model().runs_per_session(), [1, 1]);
+}
+
 #[test]
 fn a_candidate_that_cannot_run_the_warmup_samples_is_refused_and_v1_keeps_serving() {
     // No gates: only warm-up stands between v4 (other input schema) and traffic.

@@ -42,6 +42,10 @@ pub struct Check {
     pub measured: Option<f64>,
     /// The bound the value was held to, for measured gates.
     pub bound: Option<Bound>,
+    /// The confidence interval around the measured value, for the statistical gates
+    /// (also shown in [`detail`](Self::detail)).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub interval: Option<Interval>,
     /// Explanation (the reason for a failure, the panic message, …).
     pub detail: String,
     /// How long the gate ran (until its deadline, for a timeout).

@@ -75,17 +75,18 @@ fn run_one<M: Model>(
         v.validate(&c)
     });
     let elapsed = started.elapsed();
-    let (status, measured, bound, detail) = match outcome {
+    let (status, measured, bound, interval, detail) = match outcome {
         Supervised::Done(v) => {
             let status = if v.passed {
                 CheckStatus::Passed
             } else {
                 CheckStatus::Failed
             };
-            (status, v.measured, v.bound, v.detail)
+            (status, v.measured, v.bound, v.interval, v.detail)
         }
         Supervised::Panicked(msg) => (
             CheckStatus::Panicked,
+            None,
             None,
             None,
             format!("panicked: {msg}"),
@@ -94,10 +95,12 @@ fn run_one<M: Model>(
             CheckStatus::TimedOut,
             None,
             None,
+            None,
             format!("exceeded its deadline of {deadline:?}"),
         ),
         Supervised::NotStarted(e) => (
             CheckStatus::Failed,
+            None,
             None,
             None,
             format!("could not start: {e}"),
@@ -110,6 +113,7 @@ fn run_one<M: Model>(
         status,
         measured,
         bound,
+        interval,
         detail,
         elapsed,
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::model::Model;
 
 pub use super::context::Context;
-pub use super::report::{Check, CheckStatus, ValidationReport};
+pub use super::report::{Check, CheckStatus, Interval, IntervalMethod, ValidationReport};
 
 /// A gate a candidate must pass before it takes traffic.
 ///
@@ -154,6 +154,7 @@ pub struct Verdict {
     pub(crate) passed: bool,
     pub(crate) measured: Option<f64>,
     pub(crate) bound: Option<Bound>,
+    pub(crate) interval: Option<Interval>,
     pub(crate) detail: String,
 }
 
@@ -164,6 +165,7 @@ impl Verdict {
             passed: true,
             measured: None,
             bound: None,
+            interval: None,
             detail: detail.into(),
         }
     }
@@ -174,6 +176,7 @@ impl Verdict {
             passed: false,
             measured: None,
             bound: None,
+            interval: None,
             detail: detail.into(),
         }
     }
@@ -184,6 +187,7 @@ impl Verdict {
             passed: bound.holds(measured),
             measured: Some(measured),
             bound: Some(bound),
+            interval: None,
             detail: String::new(),
         }
     }
@@ -191,6 +195,12 @@ impl Verdict {
     /// Adds an explanation.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
+        self
+    }
+
+    /// Adds the confidence interval around the measured value.
+    pub fn with_interval(mut self, interval: Interval) -> Self {
+        self.interval = Some(interval);
         self
     }
 

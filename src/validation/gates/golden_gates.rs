@@ -33,7 +33,21 @@ pub(crate) struct Shared<M: Model> {
     cache: Mutex<Vec<(u64, Cached)>>,
 }
 
+/// Golden rows offered for warm-up: one batch of this many, and one single row.
+const WARM_UP_ROWS: usize = 8;
+
 impl<M: Model> Shared<M> {
+    /// Warm-up inputs made of golden rows (see [`Validator::warm_up_inputs`]): a small
+    /// batch and a single row, the two shapes a service sends most.
+    pub(crate) fn warm_up_inputs(&self) -> Vec<M::Input> {
+        let mut batches = self.golden.batches(WARM_UP_ROWS);
+        let Some((_, batch)) = batches.next() else {
+            return Vec::new();
+        };
+        let single = batch.slice_axis(ndarray::Axis(0), ndarray::Slice::from(..1));
+        vec![self.binding.input(batch), self.binding.input(single)]
+    }
+
     /// The evaluation of the model with `generation`, computed once per model.
     pub(crate) fn evaluation(&self, generation: u64, model: &M, info: &ModelInfo) -> Cached {
         if let Some((_, hit)) = self.cache.lock().iter().find(|(g, _)| *g == generation) {
@@ -357,6 +371,10 @@ pub struct ExpectedOutputsGate<M: Model> {
 impl<M: Model> Validator<M> for ExpectedOutputsGate<M> {
     fn name(&self) -> &str {
         "expected_outputs"
+    }
+
+    fn warm_up_inputs(&self) -> Vec<M::Input> {
+        self.shared.warm_up_inputs()
     }
 
     fn validate(&self, cx: &Context<M>) -> Verdict {

@@ -59,6 +59,10 @@ impl<M: Model> Validator<M> for LatencyGate<M> {
         "latency"
     }
 
+    fn warm_up_inputs(&self) -> Vec<M::Input> {
+        self.shared.warm_up_inputs()
+    }
+
     fn validate(&self, cx: &Context<M>) -> Verdict {
         let golden = &self.shared.golden;
         let inputs: Vec<M::Input> = golden

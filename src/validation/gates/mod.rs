@@ -56,7 +56,8 @@ use crate::model::Model;
 use crate::model::{Dim, ElementType, ModelInfo};
 use crate::validation::validate::{Bound, Verdict};
 
-pub use crate::validation::report::{Interval, IntervalMethod};
+#[doc(no_inline)]
+pub use crate::validation::validate::{Interval, IntervalMethod};
 pub use advice::{SizeAdvice, SizeProblem};
 pub use calibrate::{Calibration, CalibrationError, ShareFigure, Suggested};
 pub use golden_gates::{ExpectedOutputsGate, GoldenGates};
@@ -141,11 +142,18 @@ impl Predictions {
 /// A measured verdict whose pass/fail a gate decided itself (from an interval or a test,
 /// not only from `measured` against `bound`). The one place gates build a `Verdict` by
 /// hand.
-pub(crate) fn verdict(passed: bool, measured: f64, bound: Bound, detail: String) -> Verdict {
+pub(crate) fn verdict(
+    passed: bool,
+    measured: f64,
+    bound: Bound,
+    interval: Option<Interval>,
+    detail: String,
+) -> Verdict {
     Verdict {
         passed,
         measured: Some(measured),
         bound: Some(bound),
+        interval,
         detail,
     }
 }

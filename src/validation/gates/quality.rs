@@ -7,7 +7,7 @@ use super::advice::{self, SizeAdvice};
 use super::golden_gates::{Shared, evaluated};
 use super::{stats, verdict};
 use crate::model::Model;
-use crate::validation::validate::{Bound, Context, Validator, Verdict};
+use crate::validation::validate::{Bound, Context, Interval, Validator, Verdict};
 
 /// How a share gate ([`accuracy`](super::GoldenGates::accuracy_with),
 /// [`agreement`](super::GoldenGates::agreement_with)) decides. Both rules report the
@@ -47,14 +47,15 @@ impl ShareRule {
     }
 
     /// `k` of `n`: passed, and the detail's sentence about the interval.
-    fn judge(&self, k: u64, n: u64) -> (bool, String) {
+    /// Whether `k` of `n` passes, the interval, and the words for the report.
+    fn judge(&self, k: u64, n: u64) -> (bool, Interval, String) {
         let iv = stats::wilson(k, n, self.confidence());
         match *self {
-            ShareRule::Measured { min } => (k as f64 / n.max(1) as f64 >= min, format!("{iv}")),
+            ShareRule::Measured { min } => (k as f64 / n.max(1) as f64 >= min, iv, format!("{iv}")),
             ShareRule::LowerBound { min, .. } => {
                 let passed = iv.low >= min;
                 let verb = if passed { "reaches" } else { "is below" };
-                (passed, format!("{iv}: its lower end {verb} {min}"))
+                (passed, iv, format!("{iv}: its lower end {verb} {min}"))
             }
         }
     }
@@ -113,6 +114,10 @@ impl<M: Model> Validator<M> for AccuracyGate<M> {
         "accuracy"
     }
 
+    fn warm_up_inputs(&self) -> Vec<M::Input> {
+        self.shared.warm_up_inputs()
+    }
+
     fn validate(&self, cx: &Context<M>) -> Verdict {
         let Some(truth) = self.shared.golden.labels() else {
             return Verdict::fail("the golden set has no labels");
@@ -124,12 +129,13 @@ impl<M: Model> Validator<M> for AccuracyGate<M> {
         }
         let n = truth.len() as u64;
         let right = c.labels.iter().zip(truth).filter(|(a, b)| a == b).count() as u64;
-        let (passed, interval) = self.rule.judge(right, n);
-        let detail = format!("{right} of {n} golden examples right; {interval}");
+        let (passed, interval, words) = self.rule.judge(right, n);
+        let detail = format!("{right} of {n} golden examples right; {words}");
         verdict(
             passed,
             right as f64 / n as f64,
             Bound::AtLeast(self.rule.min()),
+            Some(interval),
             with_advice(detail, passed, self.advice.as_ref()),
         )
     }
@@ -173,6 +179,10 @@ impl<M: Model> Validator<M> for AgreementGate<M> {
         "agreement"
     }
 
+    fn warm_up_inputs(&self) -> Vec<M::Input> {
+        self.shared.warm_up_inputs()
+    }
+
     fn validate(&self, cx: &Context<M>) -> Verdict {
         let (cand, live) = (self.shared.candidate(cx), self.shared.live(cx));
         let c = evaluated!(cand, "candidate");
@@ -184,15 +194,16 @@ impl<M: Model> Validator<M> for AgreementGate<M> {
             .zip(&l.labels)
             .filter(|(a, b)| a == b)
             .count() as u64;
-        let (passed, interval) = self.rule.judge(same, n);
+        let (passed, interval, words) = self.rule.judge(same, n);
         let detail = format!(
-            "same label as live {} on {same} of {n} examples; {interval}",
+            "same label as live {} on {same} of {n} examples; {words}",
             cx.live_version()
         );
         verdict(
             passed,
             same as f64 / n.max(1) as f64,
             Bound::AtLeast(self.rule.min()),
+            Some(interval),
             with_advice(detail, passed, self.advice.as_ref()),
         )
     }

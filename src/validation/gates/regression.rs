@@ -127,6 +127,10 @@ impl<M: Model> Validator<M> for RegressionGate<M> {
         "regression"
     }
 
+    fn warm_up_inputs(&self) -> Vec<M::Input> {
+        self.shared.warm_up_inputs()
+    }
+
     fn validate(&self, cx: &Context<M>) -> Verdict {
         let Some(truth) = self.shared.golden.labels() else {
             return Verdict::fail("the golden set has no labels");
@@ -143,7 +147,7 @@ impl<M: Model> Validator<M> for RegressionGate<M> {
                 "the candidate {} is the live model itself: nothing to compare",
                 cx.candidate_version()
             );
-            return verdict(true, measured, bound, detail);
+            return verdict(true, measured, bound, None, detail);
         }
         let (cand, live) = (self.shared.candidate(cx), self.shared.live(cx));
         let c = evaluated!(cand, "candidate");
@@ -169,6 +173,9 @@ impl<M: Model> Validator<M> for RegressionGate<M> {
             paired.live_only,
             p_value(test.p_worse),
         );
+        // The interval is around the difference: the measured value, except under
+        // not-worse, which measures a p-value.
+        let interval = (!matches!(self.policy, RegressionPolicy::NotWorse { .. })).then_some(iv);
         let (passed, measured, bound) = match self.policy {
             RegressionPolicy::NonInferior { margin, .. } => {
                 let passed = iv.low > -margin;
@@ -197,7 +204,7 @@ impl<M: Model> Validator<M> for RegressionGate<M> {
         if let (false, Some(a)) = (passed, &self.advice) {
             detail.push_str(&format!("; {a}"));
         }
-        verdict(passed, measured, bound, detail)
+        verdict(passed, measured, bound, interval, detail)
     }
 }
 

@@ -44,6 +44,10 @@ impl<M: Model> Validator<M> for SanityGate<M> {
         "sanity"
     }
 
+    fn warm_up_inputs(&self) -> Vec<M::Input> {
+        self.shared.warm_up_inputs()
+    }
+
     fn validate(&self, cx: &Context<M>) -> Verdict {
         let cand = self.shared.candidate(cx);
         let c = evaluated!(cand, "candidate");
