@@ -101,6 +101,10 @@
 // The layers (their order is in the crate docs, "Where things are"); each folder's `mod.rs`
 // is its table of contents.
 mod deployment;
+#[cfg(feature = "journal")]
+pub mod journal;
+#[cfg(not(feature = "journal"))]
+mod journal;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
@@ -120,13 +124,14 @@ pub use crate::validation::{gates, validate};
 
 // Flat re-exports.
 pub use crate::deployment::{
-    Abandoned, Active, BlueGreen, Builder, CanaryReport, Error, Fault, FaultKind, Faults, Result,
-    RetiringModel, RollbackReport, SlotState, SlotStatus, StageReport, Status, SwapReport,
-    Versioned,
+    Abandoned, Acting, Active, Actor, BlueGreen, Builder, CanaryReport, ContentChange, Error,
+    Fault, FaultKind, Faults, JournalStatus, Result, RetiringModel, RollbackReport, SlotState,
+    SlotStatus, StageReport, Status, SwapReport, Versioned,
 };
 pub use crate::model::{Dim, ElementType, Model, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
+pub use crate::slot::{ContentHash, Identity, InvalidContentHash};
 pub use crate::validation::{GoldenError, GoldenSet, NpzSpec};
 // Items whose page lives in their public module: a link here, not a second page.
 #[doc(no_inline)]

@@ -236,6 +236,16 @@ fn release<M: Model>(job: Job<M>, faults: &FaultLog) {
 }
 
 impl<M: Model> Inner<M> {
+    /// Hands a model that was never placed in a slot (loaded, then refused) to the
+    /// retirer, so its `Drop` runs there; nothing else holds it.
+    pub(super) fn discard(&self, slot: Arc<Slot<M>>) {
+        if let Err(pending) = self.retirer.wait_for_room(self.config.drain_timeout) {
+            tracing::warn!(target: "bluegreen", version = %slot.version, backlog = pending.len(),
+                "retirer backlog full; handing a refused model over anyway");
+        }
+        self.retirer.hand_over(slot, false, Duration::ZERO);
+    }
+
     /// Retires the model in slot `which`: withdraws every route to it, waits for its calls
     /// and pins to drain (references held by abandoned work do not count), then hands it
     /// to the retirer. Returns its version and the drain wait, or `None` for an empty slot.
