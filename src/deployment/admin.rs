@@ -100,7 +100,7 @@ impl<M: Model> BlueGreen<M> {
         let active = inner.active.load_full();
         let report = inner.run_gates(&active, &Actor::Application);
         inner.state.lock().last_validation = Some(report.clone());
-        inner.audit.note(|| {
+        let _ = inner.audit.fact(|| {
             record(EventKind::Validation, &active, &Actor::Application)
                 .subject(named(&active))
                 .detail("report", Value::Report(Box::new(report.clone())))
@@ -206,7 +206,7 @@ impl<M: Model> Inner<M> {
         self.audit.ready()?;
         if let Err(banned) = self.audit.check_ban(&identity) {
             let active = self.active.load_full();
-            self.audit.note(|| {
+            let _ = self.audit.fact(|| {
                 record(EventKind::Refusal, &active, actor)
                     .subject(unloaded(&identity))
                     .reason(banned.to_string())
@@ -313,7 +313,7 @@ impl<M: Model> Inner<M> {
 
     fn record_load_failure(&self, actor: &Actor, identity: &Identity, error: &Error) {
         let active = self.active.load_full();
-        self.audit.note(|| {
+        let _ = self.audit.fact(|| {
             record(EventKind::LoadFailed, &active, actor)
                 .subject(unloaded(identity))
                 .reason(error.to_string())
@@ -435,7 +435,7 @@ impl<M: Model> Inner<M> {
             tracing::error!(target: "bluegreen", version = %active.version,
                 loaded = %loaded, found = %found,
                 "the live version's files were replaced in place; the model loaded before keeps serving");
-            self.audit.note(|| {
+            let _ = self.audit.fact(|| {
                 record(EventKind::ContentChanged, &active, actor)
                     .subject(named(&active))
                     .reason(error.to_string())
