@@ -25,7 +25,10 @@
 //!    standby. [`rollback`](BlueGreen::rollback) flips back without re-validating.
 //!
 //! Admin operations (stage, swap, rollback, validate) are serialized by a lock that
-//! request threads never touch. [`status`](BlueGreen::status) returns a [`Status`]
+//! request threads never touch; [`acting_as`](BlueGreen::acting_as) says who asked. With
+//! a journal (feature `journal`, [`Builder::journal`]) each decision is recorded before it
+//! is taken, a restart resumes on the version last live, and versions rolled back or
+//! refused stay banned for the same bytes. [`status`](BlueGreen::status) returns a [`Status`]
 //! snapshot: versions, states, in-flight and request counts per slot, swap and rollback
 //! counts, and the last validation report.
 //!
@@ -64,9 +67,10 @@
 //! | folder | layer | public face |
 //! |---|---|---|
 //! | `model/` | the floor: the [`Model`] contract and what a model declares ([`ModelInfo`]) | [`Model`], [`ModelInfo`], [`TensorSpec`] |
-//! | `slot/` | a loaded model with its version and generation; per-thread lanes and counters | — |
+//! | `slot/` | a loaded model with its identity (version, content hash) and generation; per-thread lanes and counters | [`Identity`], [`ContentHash`] |
 //! | `validation/` | the gate contract, gate context and reports, supervised runs, golden sets, built-in gates | [`validate`], [`gates`], [`GoldenSet`] |
 //! | `traffic/` | after the switch: bake window, shadow traffic, canary and affinity routing | [`bake`], [`shadow`], [`routing`] |
+//! | `journal/` | the deployment journal: every decision in SQLite, resume and bans (rows compiled always, storage with feature `journal`) | `journal` (feature `journal`) |
 //! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
 //! | `rollout/` | the model repository and the watcher that rolls versions out | [`repository`], `watch` (feature `watch`) |
 //! | `onnx/` | the ONNX Runtime backend; stands on `model/` and the gates' [`Binding`](gates::Binding) only | `onnx` (feature `onnx`) |
@@ -149,6 +153,6 @@ pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
 pub use crate::watch::{WatchPolicy, Watcher};
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "onnx"))]
+#[cfg(all(doctest, feature = "onnx", feature = "journal"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -248,7 +248,7 @@ impl<M: Model> Builder<M> {
             Err((model, message)) => {
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(model)));
                 return Err(Error::ModelPanicked {
-                    version: version.into(),
+                    version,
                     during: "info",
                     message,
                 });
