@@ -98,6 +98,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         queue_capacity: app.queue.capacity(),
         shed: counters.shed.load(Ordering::Relaxed),
         skipped: counters.skipped.load(Ordering::Relaxed),
+        completed: counters.completed.load(Ordering::Relaxed),
     };
     let text = app.metrics.render(&samples, &server);
     (

@@ -29,6 +29,7 @@ pub struct ServerSample {
     pub queue_capacity: usize,
     pub shed: u64,
     pub skipped: u64,
+    pub completed: u64,
 }
 
 /// Every series the service exports.
@@ -55,6 +56,7 @@ pub struct Metrics {
     queue_capacity: IntGauge,
     shed: IntCounter,
     skipped: IntCounter,
+    completed: IntCounter,
     /// Watcher promotions (and fleet-mode rollbacks to the desired version), by model.
     pub watch_promotions: IntCounterVec,
     /// Candidates the watcher refused, by model.
@@ -162,6 +164,10 @@ impl Metrics {
                 "bluegreen_skipped_total",
                 "Admitted predict requests not computed because their client had gone.",
             )?,
+            completed: counter(
+                "bluegreen_inference_jobs_total",
+                "Predict jobs that ran to an answer on the inference pool.",
+            )?,
             watch_promotions: counter_vec(
                 "bluegreen_watch_promotions_total",
                 "Versions the repository watcher moved traffic to.",
@@ -195,6 +201,7 @@ impl Metrics {
             .map_err(err)?;
         r.register(Box::new(m.shed.clone())).map_err(err)?;
         r.register(Box::new(m.skipped.clone())).map_err(err)?;
+        r.register(Box::new(m.completed.clone())).map_err(err)?;
         if watching {
             r.register(Box::new(m.watch_promotions.clone()))
                 .map_err(err)?;
@@ -214,6 +221,7 @@ impl Metrics {
         self.queue_capacity.set(count(server.queue_capacity));
         advance(&self.shed, server.shed);
         advance(&self.skipped, server.skipped);
+        advance(&self.completed, server.completed);
         self.slot.reset();
         for m in models {
             let name = m.name;

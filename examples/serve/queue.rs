@@ -32,6 +32,8 @@ pub struct QueueCounters {
     /// Admitted jobs skipped (before running, or between parsing and inference) because
     /// their client had gone.
     pub skipped: AtomicU64,
+    /// Jobs that ran to an answer (sent, whether or not the client still waited for it).
+    pub completed: AtomicU64,
 }
 
 /// The pool and its admission bound.
@@ -120,6 +122,7 @@ fn run_admitted<T>(
     };
     match answer {
         Some(answer) => {
+            counters.completed.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(answer);
         }
         None => {
