@@ -25,7 +25,7 @@ fn main() {
     let stage = memory_cycles(&[early, late], Staging::Stage, 1);
     print_run("stage", &stage, early, late);
 
-    let ratio = ratio(&run, early, late);
+    let ratio = run.rss_growth(early, late);
     let ok_rss = ratio <= 1.05;
     let ok_alive = run.max_alive <= 2;
     println!(
@@ -37,13 +37,6 @@ fn main() {
     );
 }
 
-fn ratio(run: &MemoryRun, early: usize, late: usize) -> f64 {
-    match (run.rss_at(early), run.rss_at(late)) {
-        (Some(a), Some(b)) if a > 0 => b as f64 / a as f64,
-        _ => f64::NAN,
-    }
-}
-
 fn print_run(name: &str, run: &MemoryRun, early: usize, late: usize) {
     let mib = |b: Option<u64>| b.map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
     println!(
@@ -52,7 +45,7 @@ fn print_run(name: &str, run: &MemoryRun, early: usize, late: usize) {
         WEIGHTS_BYTES / 1024,
         mib(run.rss_at(early)),
         mib(run.rss_at(late)),
-        ratio(run, early, late),
+        run.rss_growth(early, late),
         run.created,
         run.max_alive,
         run.alive_at_end,

@@ -18,7 +18,7 @@
 //!   `OnnxModel::predict` over the same batches on another fresh v2 (cold, then warm);
 //!   throughput in rows/s.
 //!
-//! Read-path samples use the chunk runner of `benches/common/mod.rs`: chunks of 500 calls
+//! Read-path samples use the chunk runner of `benches/common/runner.rs`: chunks of 500 calls
 //! (~2 ms), counted only if no reader was preempted (and, with 2 threads, both really ran at
 //! once); model loads and staging are not timed. `examples/quickbench.rs` (section `onnx`)
 //! prints the same figures as ratios.

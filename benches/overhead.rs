@@ -7,7 +7,7 @@
 //! shared in-flight counter (the design bluegreen's per-thread stat lanes avoid), and
 //! `BlueGreen::predict`. Each runs with 1 and 2 reader threads, without and with a writer
 //! that replaces the model every 100 µs (raw paths: one `store`; bluegreen: `stage` +
-//! `swap`, the full admin cycle, which is heavier — see `benches/common/mod.rs`).
+//! `swap`, the full admin cycle, which is heavier — see `benches/common/read_paths.rs`).
 //!
 //! Criterion's `iter_custom` drives a concurrent run per sample: the reader threads are
 //! spawned, and the sample's `iters` calls per reader are split into chunks of 50 000 calls

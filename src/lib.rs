@@ -121,7 +121,7 @@ pub use crate::validation::{gates, validate};
 // Flat re-exports.
 pub use crate::deployment::{
     Active, BlueGreen, Builder, CanaryReport, Error, Result, RollbackReport, SlotState, SlotStatus,
-    StageReport, Status, SwapReport,
+    StageReport, Status, SwapReport, Versioned,
 };
 pub use crate::model::{Dim, ElementType, Model, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]

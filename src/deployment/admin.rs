@@ -65,7 +65,7 @@ impl<M: Model> BlueGreen<M> {
         let version = checked_version(version)?;
         let _admin = inner.admin.lock();
         inner.refuse_if_busy()?;
-        if inner.active.load().version == version {
+        if inner.active.load().version == &*version {
             return Err(Error::VersionInUse {
                 version: version.into(),
                 slot: "active",
@@ -84,7 +84,7 @@ impl<M: Model> BlueGreen<M> {
             }
         })?;
         let load_time = load_started.elapsed();
-        let slot = Arc::new(Slot::new(model, version, inner.config.timed));
+        let slot = Arc::new(Slot::new(model, &version, inner.config.timed));
         let report = StageReport {
             version: slot.version.to_string(),
             generation: slot.generation,

@@ -138,10 +138,10 @@ impl<M: Model> std::fmt::Debug for BlueGreen<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.inner.state.lock();
         f.debug_struct("BlueGreen")
-            .field("active", &&*self.inner.active.load().version)
+            .field("active", &self.inner.active.load().version)
             .field(
                 "standby",
-                &st.standby.as_ref().map(|s| (&*s.slot.version, s.state)),
+                &st.standby.as_ref().map(|s| (s.slot.version, s.state)),
             )
             .finish_non_exhaustive()
     }

@@ -158,7 +158,7 @@ impl<M: Model> Builder<M> {
             on_auto_rollback: self.on_auto_rollback,
             timed,
         };
-        let slot = Arc::new(Slot::new(model, version, timed));
+        let slot = Arc::new(Slot::new(model, &version, timed));
         warm(&config, &slot)?;
         let shadow = self
             .shadow

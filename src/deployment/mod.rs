@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `bluegreen.rs` | [`BlueGreen`] and `Inner`, what request threads, the admin path and the monitor share; construction and shutdown |
 //! | `builder.rs` | [`Builder`] and the deployment's `Config` |
-//! | `read.rs` | the request path: `predict`, `predict_keyed`, the [`Active`] pin, `record_outcome` |
+//! | `read.rs` | the request path: `predict`, `predict_keyed`, their versioned forms ([`Versioned`]), the [`Active`] pin, `record_outcome` |
 //! | `admin.rs` | stage, unstage, validate, swap, rollback, and the steps they share (qualify, flip) |
 //! | `canary.rs` | start, resize, promote and abort a canary |
 //! | `monitor.rs` | the bake monitor thread and automatic rollback |
@@ -37,6 +37,6 @@ mod status;
 pub use bluegreen::BlueGreen;
 pub use builder::Builder;
 pub use error::{Error, Result};
-pub use read::Active;
+pub use read::{Active, Versioned};
 pub use report::{CanaryReport, RollbackReport, StageReport, SwapReport};
 pub use status::{SlotState, SlotStatus, Status};

@@ -20,10 +20,46 @@ impl<M: Model> BlueGreen<M> {
     /// with other request threads. The model's own error is returned unchanged.
     // `always`: left to its heuristics, LLVM sometimes keeps this out of line in a hot
     // loop, which measured ~1 ns (15 %) of the trivial-model read path.
+    ///
+    /// A panic inside the model propagates to the caller (bluegreen does not catch on the
+    /// request path: that would cost every call), but the call is still counted — as
+    /// failed, in [`SlotStatus::errors`](crate::SlotStatus::errors) and
+    /// [`SlotStatus::panics`](crate::SlotStatus::panics) — so a bake window sees a panicking
+    /// model exactly as it sees one that returns errors.
     #[inline(always)]
     pub fn predict(&self, input: &M::Input) -> Result<M::Output, M::Error> {
         let inner = &*self.inner;
         inner.mirrored(input, inner.active.load().predict(input))
+    }
+
+    /// Like [`predict`](Self::predict), and says which loaded model answered: its version
+    /// label and generation, for the answer and for an error alike.
+    ///
+    /// Costs what `predict` costs: the label is interned when the model is loaded, so
+    /// naming it writes no shared memory.
+    ///
+    /// ```
+    /// # use bluegreen::{BlueGreen, Model};
+    /// # struct Id(u8); impl Model for Id { type Input = (); type Output = u8;
+    /// #   type Error = std::convert::Infallible;
+    /// #   fn predict(&self, _: &()) -> Result<u8, Self::Error> { Ok(self.0) } }
+    /// let bg = BlueGreen::new("v1", Id(1))?;
+    /// let answer = bg.predict_versioned(&());
+    /// assert_eq!((answer.output, answer.version), (Ok(1), "v1"));
+    /// bg.stage("v2", Id(2))?;
+    /// bg.swap()?;
+    /// assert_eq!(bg.predict_versioned(&()).version, "v2");
+    /// # Ok::<(), bluegreen::Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn predict_versioned(&self, input: &M::Input) -> Versioned<Result<M::Output, M::Error>> {
+        let inner = &*self.inner;
+        let slot = inner.active.load();
+        Versioned {
+            output: inner.mirrored(input, slot.predict(input)),
+            version: slot.version,
+            generation: slot.generation,
+        }
     }
 
     /// Runs the model this request `key` is routed to: the session's pinned version (with
@@ -49,6 +85,45 @@ impl<M: Model> BlueGreen<M> {
         key: impl AsRef<[u8]>,
         input: &M::Input,
     ) -> Result<M::Output, M::Error> {
+        self.routed(key.as_ref(), |slot| {
+            self.inner.mirrored(input, slot.predict(input))
+        })
+    }
+
+    /// Like [`predict_keyed`](Self::predict_keyed), and says which loaded model answered —
+    /// with a canary or session affinity, the only way to attribute an answer.
+    ///
+    /// ```
+    /// # use bluegreen::{BlueGreen, Model};
+    /// # struct Id(u8); impl Model for Id { type Input = (); type Output = u8;
+    /// #   type Error = std::convert::Infallible;
+    /// #   fn predict(&self, _: &()) -> Result<u8, Self::Error> { Ok(self.0) } }
+    /// let bg = BlueGreen::new("v1", Id(1))?;
+    /// bg.stage("v2", Id(2))?;
+    /// bg.start_canary(50.0)?;
+    /// for user in 0..100 {
+    ///     let answer = bg.predict_keyed_versioned(format!("user-{user}"), &());
+    ///     let expected = if answer.version == "v2" { 2 } else { 1 };
+    ///     assert_eq!(answer.output, Ok(expected));
+    /// }
+    /// # Ok::<(), bluegreen::Error>(())
+    /// ```
+    pub fn predict_keyed_versioned(
+        &self,
+        key: impl AsRef<[u8]>,
+        input: &M::Input,
+    ) -> Versioned<Result<M::Output, M::Error>> {
+        self.routed(key.as_ref(), |slot| Versioned {
+            output: self.inner.mirrored(input, slot.predict(input)),
+            version: slot.version,
+            generation: slot.generation,
+        })
+    }
+
+    /// Routes `key` (affinity pin, else canary share, else active) and runs `call` on the
+    /// chosen slot while the routes' guards are held.
+    #[inline]
+    fn routed<R>(&self, key: &[u8], call: impl FnOnce(&Slot<M>) -> R) -> R {
         let inner = &*self.inner;
         let active = inner.active.load();
         let canary = inner.canary.load();
@@ -56,7 +131,7 @@ impl<M: Model> BlueGreen<M> {
         let slot: &Slot<M> = if canary.is_none() && inner.sessions.is_none() {
             &active
         } else {
-            let hash = routing::key_hash(key.as_ref());
+            let hash = routing::key_hash(key);
             let routed: &Slot<M> = match canary.as_deref() {
                 Some(c) if routing::bucket(hash) < c.basis_points => &c.slot,
                 _ => &active,
@@ -78,7 +153,7 @@ impl<M: Model> BlueGreen<M> {
                 }
             }
         };
-        inner.mirrored(input, slot.predict(input))
+        call(slot)
     }
 
     /// Pins the active model, for several calls on one version (request-level affinity).
@@ -114,14 +189,14 @@ impl<M: Model> BlueGreen<M> {
         let inner = &*self.inner;
         {
             let active = inner.active.load();
-            if &*active.version == version {
+            if active.version == version {
                 active.stats.record_outcome(ok);
                 return Ok(());
             }
         }
         let st = inner.state.lock();
         match &st.standby {
-            Some(s) if &*s.slot.version == version => {
+            Some(s) if s.slot.version == version => {
                 s.slot.stats.record_outcome(ok);
                 Ok(())
             }
@@ -165,7 +240,7 @@ impl<M: Model> Active<'_, M> {
 
     /// The pinned model's version label.
     pub fn version(&self) -> &str {
-        &self.slot.version
+        self.slot.version
     }
 
     /// The pinned model's generation (unique per load).
@@ -181,5 +256,29 @@ impl<M: Model> Active<'_, M> {
     /// What the pinned model declares about itself.
     pub fn info(&self) -> &ModelInfo {
         &self.slot.info
+    }
+}
+
+/// An answer (or error) together with the loaded model that computed it; from
+/// [`BlueGreen::predict_versioned`] and [`BlueGreen::predict_keyed_versioned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Versioned<T> {
+    /// The model's answer: for the predict methods, its `Result`.
+    pub output: T,
+    /// The version label of the model that answered.
+    pub version: &'static str,
+    /// The generation of the model that answered (unique per load: two loads of one
+    /// version label differ).
+    pub generation: u64,
+}
+
+impl<T> Versioned<T> {
+    /// The same attribution with `f` applied to the output.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Versioned<U> {
+        Versioned {
+            output: f(self.output),
+            version: self.version,
+            generation: self.generation,
+        }
     }
 }

@@ -76,8 +76,11 @@ pub struct SlotStatus {
     pub holders: Option<u64>,
     /// Calls this model has finished.
     pub requests: u64,
-    /// Calls that returned an error.
+    /// Calls that failed: returned an error, or panicked.
     pub errors: u64,
+    /// Calls that panicked inside the model (also counted in [`errors`](Self::errors)). The
+    /// panic reached the caller; bluegreen counted it on the way out.
+    pub panics: u64,
     /// Median call latency, when calls are timed (a bake with latency limits).
     pub p50: Option<Duration>,
     /// p99 call latency, when calls are timed.
@@ -133,11 +136,15 @@ pub struct Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let line = |f: &mut fmt::Formatter<'_>, label: &str, s: &SlotStatus| {
-            writeln!(
+            write!(
                 f,
                 "{label:<8} {} (gen {}, {}): {} in flight, {} requests, {} errors",
                 s.version, s.generation, s.state, s.in_flight, s.requests, s.errors
-            )
+            )?;
+            match s.panics {
+                0 => writeln!(f),
+                n => writeln!(f, " ({n} panicked)"),
+            }
         };
         line(f, "active", &self.active)?;
         match &self.standby {
@@ -236,6 +243,7 @@ pub(super) fn slot_status<M: Model>(
         holders,
         requests: t.finished,
         errors: t.failed,
+        panics: t.panicked,
         p50: latency.quantile(0.5),
         p99: latency.quantile(0.99),
         outcomes: (t.outcomes_ok, t.outcomes()),

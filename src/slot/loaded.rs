@@ -11,7 +11,8 @@ use crate::model::{Model, ModelInfo};
 /// `ArcSwap`, the standby one in the admin state.
 pub(crate) struct Slot<M: Model> {
     pub(crate) model: M,
-    pub(crate) version: Box<str>,
+    /// Interned (see `label.rs`), so an answer can name it without shared writes.
+    pub(crate) version: &'static str,
     /// Unique in the process, increasing; tells two loads of one version apart (and lets
     /// gates cache results per loaded model).
     pub(crate) generation: u64,
@@ -23,13 +24,13 @@ pub(crate) struct Slot<M: Model> {
 }
 
 impl<M: Model> Slot<M> {
-    pub(crate) fn new(model: M, version: Box<str>, timed: bool) -> Self {
+    pub(crate) fn new(model: M, version: &str, timed: bool) -> Self {
         static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
         let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let info = model.info();
         Self {
             model,
-            version,
+            version: super::label::intern(version),
             generation,
             info,
             loaded_at: SystemTime::now(),
@@ -46,9 +47,7 @@ impl<M: Model> Slot<M> {
         }
         let call = self.stats.enter();
         let out = self.model.predict(input);
-        if out.is_err() {
-            call.failed();
-        }
+        call.finish(out.is_err());
         out
     }
 
@@ -59,9 +58,7 @@ impl<M: Model> Slot<M> {
         let started = Instant::now();
         let out = self.model.predict(input);
         call.took(started.elapsed());
-        if out.is_err() {
-            call.failed();
-        }
+        call.finish(out.is_err());
         out
     }
 

@@ -5,11 +5,13 @@
 //! |---|---|
 //! | `loaded.rs` | [`Slot`]: one loaded model, its version and generation, the hot-path `predict` that counts the call; [`Observed`], what the model has shown (for the bake) |
 //! | `stats.rs` | [`SlotStats`]: per-slot counters and latency histogram, striped per thread; [`bump`], the single-writer increment |
+//! | `label.rs` | interned version labels: how an answer names its version without shared writes |
 //! | `lanes.rs` | [`Lanes`]: one cache-padded value per thread, found through an inlined thread index |
 //!
 //! Stands on `model/` only. Everything above — validation (a gate's `Context` holds slots),
 //! the traffic features and the deployment — imports it; nothing here knows about them.
 
+mod label;
 mod lanes;
 mod loaded;
 mod stats;

@@ -48,6 +48,8 @@ struct Lane {
     started: AtomicU64,
     finished: AtomicU64,
     failed: AtomicU64,
+    /// Calls that unwound out of the model (also counted in `failed`).
+    panicked: AtomicU64,
     outcomes_ok: AtomicU64,
     outcomes_bad: AtomicU64,
     /// Allocated on the first timed call (2.5 KiB; most slots never time their calls).
@@ -84,7 +86,10 @@ pub(crate) struct SlotStats {
 pub(crate) struct Totals {
     pub(crate) started: u64,
     pub(crate) finished: u64,
+    /// Calls that returned an error or panicked.
     pub(crate) failed: u64,
+    /// Calls that panicked.
+    pub(crate) panicked: u64,
     pub(crate) outcomes_ok: u64,
     pub(crate) outcomes_bad: u64,
 }
@@ -132,16 +137,21 @@ impl Histogram {
 }
 
 impl SlotStats {
-    /// Records the start of a call; the returned guard records its end when dropped
-    /// (also when the model panics). A call made while its thread is being torn down (from
-    /// a thread-local destructor, after this crate's own) is not counted.
+    /// Records the start of a call; the returned guard records its end when it is
+    /// [finished](CallGuard::finish) — or, if it is dropped unfinished because the model
+    /// panicked, records the call as failed and panicked. A call made while its thread is
+    /// being torn down (from a thread-local destructor, after this crate's own) is not
+    /// counted.
     #[inline]
     pub(crate) fn enter(&self) -> CallGuard<'_> {
         let lane = self.lanes.get();
         if let Some(lane) = lane {
             bump(&lane.started);
         }
-        CallGuard { lane }
+        CallGuard {
+            lane,
+            returned: false,
+        }
     }
 
     /// Records how long a finished call took (only slots that time their calls do).
@@ -183,9 +193,11 @@ impl SlotStats {
             // started >= finished holds per lane and in-flight never underflows.
             let finished = lane.finished.load(Ordering::Acquire);
             let failed = lane.failed.load(Ordering::Acquire);
+            let panicked = lane.panicked.load(Ordering::Acquire);
             let started = lane.started.load(Ordering::Acquire);
             t.finished += finished;
             t.failed += failed;
+            t.panicked += panicked;
             t.started += started.max(finished);
             t.outcomes_ok += lane.outcomes_ok.load(Ordering::Acquire);
             t.outcomes_bad += lane.outcomes_bad.load(Ordering::Acquire);
@@ -195,16 +207,25 @@ impl SlotStats {
 }
 
 /// Marks one running call; records its end on drop.
+///
+/// A call that returns is ended with [`finish`](Self::finish). One that never gets there —
+/// the model panicked and the guard is dropped while unwinding — counts as failed *and*
+/// panicked, so a model that panics shows in the error rate (and the bake window) like one
+/// that returns errors. No `thread::panicking()` query: a flag on the caller's stack is
+/// cheaper and right even for calls made from a `Drop` during someone else's unwinding.
 pub(crate) struct CallGuard<'a> {
     /// `None`: the call is not counted (thread teardown, see [`SlotStats::enter`]).
     lane: Option<&'a Lane>,
+    /// Set by `finish`: the model returned.
+    returned: bool,
 }
 
 impl CallGuard<'_> {
-    /// Counts the call as failed (it still counts as finished when dropped).
+    /// The model returned; `failed` when it returned an error.
     #[inline]
-    pub(crate) fn failed(&self) {
-        if let Some(lane) = self.lane {
+    pub(crate) fn finish(mut self, failed: bool) {
+        self.returned = true;
+        if failed && let Some(lane) = self.lane {
             bump(&lane.failed);
         }
     }
@@ -222,6 +243,10 @@ impl Drop for CallGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         if let Some(lane) = self.lane {
+            if !self.returned {
+                bump(&lane.failed);
+                bump(&lane.panicked);
+            }
             bump(&lane.finished);
         }
     }
@@ -278,10 +303,7 @@ mod tests {
                 let stats = Arc::clone(&stats);
                 std::thread::spawn(move || {
                     for i in 0..1000 {
-                        let call = stats.enter();
-                        if i % 10 == 0 {
-                            call.failed();
-                        }
+                        stats.enter().finish(i % 10 == 0);
                     }
                 })
             })
@@ -293,8 +315,25 @@ mod tests {
         assert_eq!(t.started, 4001);
         assert_eq!(t.finished, 4000);
         assert_eq!(t.failed, 400);
+        assert_eq!(t.panicked, 0);
         assert_eq!(t.in_flight(), 1);
-        drop(held);
+        held.finish(false);
         assert_eq!(stats.totals().in_flight(), 0);
+    }
+
+    #[test]
+    fn a_call_that_unwinds_counts_as_failed_and_panicked() {
+        let stats = SlotStats::default();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _call = stats.enter();
+            panic!("model exploded");
+        }));
+        assert!(unwound.is_err());
+        stats.enter().finish(false);
+        stats.enter().finish(true);
+        let t = stats.totals();
+        assert_eq!((t.started, t.finished), (3, 3));
+        assert_eq!(t.failed, 2, "the panic and the returned error");
+        assert_eq!(t.panicked, 1);
     }
 }

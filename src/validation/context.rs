@@ -46,12 +46,12 @@ impl<M: Model> Context<M> {
 
     /// The candidate's version label.
     pub fn candidate_version(&self) -> &str {
-        &self.candidate.version
+        self.candidate.version
     }
 
     /// The live model's version label.
     pub fn live_version(&self) -> &str {
-        &self.live.version
+        self.live.version
     }
 
     /// The candidate's generation: unique per loaded model in the process, so gates can
