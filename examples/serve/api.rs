@@ -272,14 +272,16 @@ fn infer(
     client_gone: &dyn Fn() -> bool,
 ) -> Option<Answer> {
     let bg = model.bg.get()?;
-    // The pin keeps one model for the whole call, so "version" names the model that really
-    // answered even if a swap happens meanwhile.
-    // (Where `BlueGreen::predict_versioned` will plug in once the library has it.)
-    let pinned = bg.active();
-    let version = pinned.version().to_owned();
-    let inputs = match parse_inputs(body, &pinned.info().inputs, max_batch) {
+    // Numbers are converted to the element types the active model declares (a swap keeps
+    // them: the schema gate refuses a candidate that takes other inputs).
+    let parsed = {
+        let active = bg.active();
+        parse_inputs(body, &active.info().inputs, max_batch)
+            .map_err(|e| (e, active.version().to_owned()))
+    };
+    let inputs = match parsed {
         Ok(inputs) => inputs,
-        Err(e) if e.depends_on_model() => {
+        Err((e, version)) if e.depends_on_model() => {
             return Some(Answer {
                 code: StatusCode::BAD_REQUEST,
                 body: json!({ "error": e.to_string(), "version": version }),
@@ -287,7 +289,7 @@ fn infer(
                 error_kind: Some("input"),
             });
         }
-        Err(e) => {
+        Err((e, _)) => {
             return Some(Answer {
                 code: StatusCode::BAD_REQUEST,
                 body: json!({ "error": e.to_string() }),
@@ -299,7 +301,11 @@ fn infer(
     if client_gone() {
         return None;
     }
-    Some(match pinned.predict(&inputs) {
+    // "version" names the model that computed this answer, even if a swap or rollback
+    // happened meanwhile.
+    let answer = bg.predict_versioned(&inputs);
+    let version = answer.version.to_owned();
+    Some(match answer.output {
         Ok(outputs) => Answer {
             code: StatusCode::OK,
             body: json!({
