@@ -67,6 +67,7 @@ mod serve {
     pub mod models;
     pub mod queue;
     pub mod reports;
+    pub mod request_error;
     pub mod server;
 }
 
