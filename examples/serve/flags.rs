@@ -88,7 +88,8 @@ struct Flags {
     /// Time a client has to send a request's whole body, counted from its head (408 after)
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = millis)]
     body_timeout_ms: u64,
-    /// A keep-alive connection with no request in progress for this long is closed
+    /// A keep-alive connection with no request in progress for this long after its last
+    /// answer is closed
     #[arg(long, value_name = "MS", default_value_t = 5_000, value_parser = millis)]
     idle_timeout_ms: u64,
     /// Longest a public request may take from its head to its answer, queue and body

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | open connections | `--max-connections` | 1024 | a semaphore taken before `accept` (server.rs) |
 //! | request head | `--header-timeout-ms` | 10 000 | hyper's `header_read_timeout` (server.rs) |
-//! | idle keep-alive | `--idle-timeout-ms` | 5 000 | graceful close of an idle connection (server.rs) |
+//! | idle keep-alive | `--idle-timeout-ms` | 5 000 | graceful close after the last answer (server.rs) |
 //! | request body time | `--body-timeout-ms` | 10 000 | `tower_http::timeout::RequestBodyDeadlineLayer` → 408 |
 //! | request body size | `--max-body-bytes` | 2 MiB | `tower_http::limit::RequestBodyLimitLayer` → 413 |
 //! | public request time | `--request-timeout-ms` | 30 000 | `tower_http::timeout::TimeoutLayer` → 503 |

@@ -8,8 +8,9 @@
 //!   within `--header-timeout-ms` of the server starting to wait for it: a fresh connection
 //!   that sends nothing, a client trickling its headers, a keep-alive connection that never
 //!   sends its next request.
-//! - A connection with no request in progress for `--idle-timeout-ms` (since it was opened
-//!   or since its last answer) is closed through hyper's graceful shutdown.
+//! - A keep-alive connection with no request in progress for `--idle-timeout-ms` after its
+//!   last answer is closed through hyper's graceful shutdown (a fresh connection that never
+//!   sends a request is the head timeout's: hyper does not close it gracefully mid-wait).
 //! - On SIGTERM / Ctrl-C: stop accepting, let every connection finish its request in flight
 //!   (graceful shutdown), wait for them (bounded by the request timeout), exit.
 //!
