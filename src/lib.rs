@@ -19,8 +19,8 @@
 //!    **retired** first: bluegreen waits (bounded) until the calls still running on it
 //!    have **drained**, then a background retirer thread drops it — never a request
 //!    thread.
-//! 2. [`swap`](BlueGreen::swap) runs every configured [`Validator`] on it (each on its own
-//!    thread, with a deadline; a panic or overrun fails the gate), **warms** it up (always:
+//! 2. [`swap`](BlueGreen::swap) runs every configured [`Validator`] on it (on a
+//!    supervised worker thread, each with a deadline; a panic or overrun fails the gate), **warms** it up (always:
 //!    configured samples, else inputs the gates offer, else the model warms itself), and
 //!    only then flips traffic with one atomic pointer store. A refused candidate stays
 //!    staged, marked failed, and the error carries the [`ValidationReport`]; the live model

@@ -479,6 +479,7 @@ impl<M: Model> Inner<M> {
             shadow,
             self.config.validation_deadline,
             &self.hung,
+            &self.gate_worker,
         );
         drop(live);
         for check in report.checks.iter() {
