@@ -24,6 +24,7 @@ use crate::slot::{Hung, Identity, Slot};
 use crate::traffic::bake::{AutoRollback, Bake};
 use crate::traffic::routing::{Affinity, Sessions};
 use crate::traffic::shadow::{Shadow, ShadowRuntime};
+use crate::validation::GateWorker;
 use crate::validation::validate::Validator;
 
 pub(super) type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
@@ -243,6 +244,7 @@ impl<M: Model> Builder<M> {
         };
         let faults = Arc::new(FaultLog::default());
         let hung = Hung::default();
+        let gate_worker = GateWorker::default();
         let slot = match Slot::new(model, &version, identity.content(), timed) {
             Ok(slot) => Arc::new(slot),
             Err((model, message)) => {
@@ -254,7 +256,7 @@ impl<M: Model> Builder<M> {
                 });
             }
         };
-        if let Err(e) = warm(&config, &hung, &faults, &slot, &|_| {}) {
+        if let Err(e) = warm(&config, &hung, &faults, &gate_worker, &slot, &|_| {}) {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
                 tracing::error!(target: "bluegreen", panic = %panic_text(payload.as_ref()),
                     "the refused initial model's drop panicked");
@@ -294,6 +296,7 @@ impl<M: Model> Builder<M> {
             config,
             faults,
             hung,
+            gate_worker,
             hooks,
             audit,
             retirer,

@@ -53,13 +53,7 @@ impl<M: Model> Inner<M> {
             routing::basis_points(percent).ok_or(Error::InvalidPercent { percent })?;
         let _admin = self.admin.lock();
         self.audit.ready()?;
-        {
-            let st = self.state.lock();
-            self.refuse_during_canary(&st)?;
-            self.refuse_during_bake(&st)?;
-        }
-        let candidate = self.take_candidate()?;
-        let (report, warm_up, warm_up_calls) = self.qualify(&candidate, actor)?;
+        let (candidate, report, warm_up, warm_up_calls) = self.qualify_candidate(actor)?;
         let active = self.active.load_full();
         self.audit
             .commit(|| {

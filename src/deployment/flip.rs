@@ -31,13 +31,7 @@ impl<M: Model> Inner<M> {
         let started = Instant::now();
         let _admin = self.admin.lock();
         self.audit.ready()?;
-        {
-            let st = self.state.lock();
-            self.refuse_during_canary(&st)?;
-            self.refuse_during_bake(&st)?;
-        }
-        let candidate = self.take_candidate()?;
-        let (report, warm_up, warm_up_calls) = self.qualify(&candidate, actor)?;
+        let (candidate, report, warm_up, warm_up_calls) = self.qualify_candidate(actor)?;
         self.make_room_for_previous(&candidate, actor)?;
         self.commit_move(EventKind::Swap, &candidate, &report, actor)
             .inspect_err(|_| self.untake_candidate(&candidate))?;
@@ -174,6 +168,22 @@ impl<M: Model> Inner<M> {
             s.state = SlotState::Staged;
         }
         self.publish(&st);
+    }
+
+    /// What `swap` and `start_canary` share: refused during a canary or a bake, then the
+    /// staged candidate taken (marked validating) and qualified. Admin lock held.
+    pub(super) fn qualify_candidate(
+        &self,
+        actor: &Actor,
+    ) -> Result<(Arc<Slot<M>>, ValidationReport, Duration, usize)> {
+        {
+            let st = self.state.lock();
+            self.refuse_during_canary(&st)?;
+            self.refuse_during_bake(&st)?;
+        }
+        let candidate = self.take_candidate()?;
+        let (report, warm_up, warm_up_calls) = self.qualify(&candidate, actor)?;
+        Ok((candidate, report, warm_up, warm_up_calls))
     }
 
     /// Runs the gates and warm-up on a candidate taken with `take_candidate`. On failure
@@ -350,6 +360,7 @@ impl<M: Model> Inner<M> {
             shadow,
             self.config.validation_deadline,
             &self.hung,
+            &self.gate_worker,
         );
         for check in report.checks.iter() {
             match check.status {
