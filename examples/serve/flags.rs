@@ -106,6 +106,10 @@ struct Flags {
     /// Watcher poll interval in ms (with --watch or --desired)
     #[arg(long, value_name = "N", default_value_t = 2000)]
     poll_ms: u64,
+    /// Record every decision in the SQLite journal FILE and resume from it on restart: the
+    /// version last live (not --version), the versions banned (needs --features journal)
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
 }
 
 /// `--model NAME=DIR[@VERSION]`, parsed.
@@ -148,6 +152,7 @@ pub struct Args {
     pub watch: Option<WatchMode>,
     pub desired: Option<PathBuf>,
     pub poll: Duration,
+    pub journal: Option<PathBuf>,
 }
 
 impl Args {
@@ -163,6 +168,14 @@ impl Args {
                 ErrorKind::ArgumentConflict,
                 "--watch and --desired need the `watch` feature: \
                  cargo run --features watch --example serve"
+                    .to_owned(),
+            );
+        }
+        if cfg!(not(feature = "journal")) && flags.journal.is_some() {
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                "--journal needs the `journal` feature: \
+                 cargo run --features journal --example serve"
                     .to_owned(),
             );
         }
@@ -243,6 +256,7 @@ impl Args {
             watch: flags.watch,
             desired: flags.desired,
             poll: ms(flags.poll_ms),
+            journal: flags.journal,
         }
     }
 }
