@@ -30,7 +30,7 @@
 //!
 //! Admin operations (stage, swap, rollback, validate) are serialized by a lock that
 //! request threads never touch; [`acting_as`](BlueGreen::acting_as) says who asked. With
-//! a journal (feature `journal`, [`Builder::journal`]) each decision is recorded before it
+//! a journal (feature `journal`, `Builder::journal`) each decision is recorded before it
 //! is taken, a restart resumes on the version last live, and versions rolled back or
 //! refused stay banned for the same bytes. [`status`](BlueGreen::status) returns a
 //! [`Status`] snapshot: versions, states, in-flight, request, error and panic counts per

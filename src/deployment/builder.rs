@@ -213,10 +213,10 @@ impl<M: Model> Builder<M> {
     /// [`Identity`] with the hash of its bytes), after warming it (see
     /// [`warmup_samples`](Self::warmup_samples)).
     ///
-    /// With a [journal](Self::journal): refused with [`Error::Banned`] for a banned
+    /// With a journal (`Builder::journal`, feature `journal`): refused with [`Error::Banned`] for a banned
     /// identity, and with [`Error::ContentChanged`] when `identity` has the label the
     /// journal last recorded as live but other bytes (the version was replaced in place:
-    /// pick another version, e.g. from [`Resume::live_history`](crate::journal::Resume::live_history)).
+    /// pick another version, e.g. from `journal::Resume::live_history`).
     /// A journal that cannot be written at start does not stop the deployment: the `start`
     /// row stays pending and admin operations are refused until it is written.
     #[cfg_attr(not(feature = "journal"), allow(unused_mut))]

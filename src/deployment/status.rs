@@ -146,7 +146,7 @@ pub struct Status {
     /// [`BlueGreen::check_content`](crate::BlueGreen::check_content)): the model serving is
     /// not what its folder now holds.
     pub content_changed: Option<ContentChange>,
-    /// The journal, when one is configured ([`Builder::journal`](crate::Builder::journal)).
+    /// The journal, when one is configured (`Builder::journal`, feature `journal`).
     pub journal: Option<JournalStatus>,
     /// When the active or standby slot last changed.
     #[cfg_attr(
@@ -185,7 +185,7 @@ pub struct JournalStatus {
     /// Rows written by this deployment.
     pub written: u64,
     /// Rows about things that happened, not written yet; while any are, admin operations
-    /// are refused (see the [journal docs](crate::journal#when-the-journal-cannot-be-written)).
+    /// are refused (see the `journal` module docs).
     pub pending: usize,
     /// Write attempts that failed.
     pub failed_writes: u64,

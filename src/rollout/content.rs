@@ -1,6 +1,6 @@
 //! The content of a version directory: the files that make it up, a cheap fingerprint of
 //! them (names, sizes, modification times) and their BLAKE3 hash — what
-//! [`VersionDir::identity`](crate::repository::VersionDir::identity) reports.
+//! [`Repository::identity`](crate::repository::Repository::identity) reports.
 //!
 //! The files are every regular file under the directory, followed through symlinks,
 //! except the completion marker at its top and anything hidden (a name starting with

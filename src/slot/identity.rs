@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A BLAKE3 hash of a model's bytes (for a version directory, of every file in it; see
-/// [`VersionDir::identity`](crate::repository::VersionDir::identity)).
+/// [`Repository::identity`](crate::repository::Repository::identity)).
 ///
 /// Shown and parsed as 64 lowercase hex digits.
 ///
@@ -98,7 +98,7 @@ impl serde::Serialize for ContentHash {
 ///
 /// Every `stage`, `stage_with` and `build` takes `impl Into<Identity>`, so a label alone
 /// works as before (`bg.stage("v2", model)`); a model read from a version directory gets
-/// its hash from [`VersionDir::identity`](crate::repository::VersionDir::identity).
+/// its hash from [`Repository::identity`](crate::repository::Repository::identity).
 ///
 /// ```
 /// use bluegreen::{ContentHash, Identity};
