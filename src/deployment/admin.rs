@@ -12,7 +12,7 @@ use super::actor::Actor;
 use super::audit::{named, record};
 use super::bluegreen::{BlueGreen, Inner, checked_identity};
 use super::error::{Error, Result};
-use super::faults::{FaultKind, panic_text};
+use super::faults::{FaultKind, FaultLog, panic_text};
 use super::report::{RollbackReport, StageReport, SwapReport};
 use super::state::{Standby, Which, not_a_candidate};
 use super::status::{ContentChange, SlotState};
@@ -200,9 +200,13 @@ impl<M: Model> Inner<M> {
         F: FnOnce() -> std::result::Result<M, E>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        // Until it is used, the loader (and the model `stage` was given) is disposed of
+        // inside `catch_unwind` whatever refuses the stage: its `Drop` is untrusted.
+        let mut load = Unused::new(load, &self.faults, identity.version());
         let identity = checked_identity(identity)?;
         let version = identity.version().to_owned();
         let _admin = self.admin.lock();
+        let deadline = Instant::now() + self.config.drain_timeout;
         self.audit.ready()?;
         if let Err(banned) = self.audit.check_ban(&identity) {
             let active = self.active.load_full();
@@ -238,26 +242,24 @@ impl<M: Model> Inner<M> {
                 _ => {}
             }
         }
-        let mut retired = Vec::new();
-        let mut drain_wait = Duration::ZERO;
-        let slots = [
-            Some(Which::Candidate),
-            retire_previous.then_some(Which::Previous),
-        ];
-        for which in slots.into_iter().flatten() {
-            if let Some((v, wait)) = self.retire_recorded(which, wait_for_drop, actor)? {
-                retired.push(v);
-                drain_wait += wait;
-            }
-        }
-        // `stage_with` promises the models it replaces are gone before it loads: also any
-        // model an earlier operation retired that the retirer is still dropping (bounded).
-        if wait_for_drop && !self.retirer.wait_until_empty(self.config.drain_timeout) {
+        let slots: &[Which] = if retire_previous {
+            &[Which::Candidate, Which::Previous]
+        } else {
+            &[Which::Candidate]
+        };
+        let drained = self.retire_recorded(slots, wait_for_drop, deadline, actor)?;
+        let drain_wait = drained.last().map_or(Duration::ZERO, |(_, wait)| *wait);
+        let retired = drained.into_iter().map(|(v, _)| v).collect();
+        // `stage_with` loads only once the models it replaces are gone — and any model an
+        // earlier operation retired that the retirer is still dropping — waiting for them
+        // until the same deadline; past it, it loads all the same (at most `max_retiring`
+        // models are still in their `Drop` then).
+        if wait_for_drop && !self.retirer.wait_until_empty(deadline) {
             tracing::warn!(target: "bluegreen", %version, still = ?self.retirer.backlog(),
                 "loading while retired models are still being dropped");
         }
         let load_started = Instant::now();
-        let model = match catch_unwind(AssertUnwindSafe(load)) {
+        let model = match catch_unwind(AssertUnwindSafe(load.take())) {
             Ok(Ok(model)) => model,
             Ok(Err(e)) => {
                 tracing::warn!(target: "bluegreen", %version, "candidate failed to load");
@@ -320,19 +322,26 @@ impl<M: Model> Inner<M> {
         });
     }
 
-    /// Retires the model in `which` and records it; a record that cannot be written stops
-    /// the operation (the journal is then degraded and refuses what follows).
+    /// Retires the models in `slots` and records each; a record that cannot be written
+    /// stops the operation (the journal is then degraded and refuses what follows).
     pub(super) fn retire_recorded(
         &self,
-        which: Which,
+        slots: &[Which],
         wait_for_drop: bool,
+        deadline: Instant,
         actor: &Actor,
-    ) -> Result<Option<(String, Duration)>> {
-        // Its name only: holding the slot would keep it from draining.
-        let subject = self.state.lock().slot(which).map(|s| named(&s.slot));
-        let retired = self.retire(which, wait_for_drop)?;
-        if let (Some((_, drained)), Some(subject)) = (&retired, subject) {
-            let active = self.active.load_full();
+    ) -> Result<Vec<(String, Duration)>> {
+        // Their names only: holding the slots would keep them from draining.
+        let subjects: Vec<Named> = {
+            let st = self.state.lock();
+            slots
+                .iter()
+                .filter_map(|&w| st.slot(w).map(|s| named(&s.slot)))
+                .collect()
+        };
+        let retired = self.retire(slots, wait_for_drop, deadline)?;
+        let active = self.active.load_full();
+        for ((_, drained), subject) in retired.iter().zip(subjects) {
             self.audit.fact(|| {
                 record(EventKind::Retire, &active, actor)
                     .subject(subject)
@@ -340,6 +349,13 @@ impl<M: Model> Inner<M> {
             })?;
         }
         Ok(retired)
+    }
+
+    /// Retires the previous model (before the active one takes its place).
+    pub(super) fn retire_previous(&self, actor: &Actor) -> Result<()> {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        self.retire_recorded(&[Which::Previous], false, deadline, actor)
+            .map(drop)
     }
 
     pub(super) fn unstage(&self, actor: &Actor) -> Result<Option<String>> {
@@ -355,7 +371,9 @@ impl<M: Model> Inner<M> {
                 Which::Previous
             }
         };
-        Ok(self.retire_recorded(which, true, actor)?.map(|(v, _)| v))
+        let deadline = Instant::now() + self.config.drain_timeout;
+        let retired = self.retire_recorded(&[which], true, deadline, actor)?;
+        Ok(retired.into_iter().next().map(|(v, _)| v))
     }
 
     pub(super) fn validate(&self, actor: &Actor) -> Result<ValidationReport> {
@@ -452,5 +470,46 @@ fn unloaded(identity: &Identity) -> Named {
         version: identity.version().to_owned(),
         content: identity.content(),
         generation: 0,
+    }
+}
+
+/// What `stage` was given (a loader, which may own the model), until it is used. Dropped
+/// unused — the stage was refused — it is released inside `catch_unwind`, a panicking
+/// `Drop` counted as a fault: a refusal never becomes a panic in the caller.
+struct Unused<'a, F> {
+    load: Option<F>,
+    faults: &'a FaultLog,
+    version: String,
+}
+
+impl<'a, F> Unused<'a, F> {
+    fn new(load: F, faults: &'a FaultLog, version: &str) -> Self {
+        Self {
+            load: Some(load),
+            faults,
+            version: version.to_owned(),
+        }
+    }
+
+    /// The loader, to be called now (once).
+    fn take(&mut self) -> F {
+        match self.load.take() {
+            Some(load) => load,
+            None => unreachable!("stage_inner takes its loader once"),
+        }
+    }
+}
+
+impl<F> Drop for Unused<'_, F> {
+    fn drop(&mut self) {
+        if let Some(load) = self.load.take()
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(load)))
+        {
+            self.faults.record(
+                FaultKind::DropPanicked,
+                Some(&self.version),
+                panic_text(payload.as_ref()),
+            );
+        }
     }
 }

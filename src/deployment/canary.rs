@@ -9,7 +9,7 @@ use super::audit::{named, record};
 use super::bluegreen::{BlueGreen, Inner};
 use super::error::{Error, Result};
 use super::report::{CanaryReport, SwapReport};
-use super::state::{CanaryRun, Standby, State, Which};
+use super::state::{CanaryRun, Standby, State};
 use super::status::SlotState;
 use crate::journal::{EventKind, Value};
 use crate::model::Model;
@@ -126,7 +126,7 @@ impl<M: Model> Inner<M> {
                 _ => return Err(no_canary(&st)),
             }
         };
-        self.retire_recorded(Which::Previous, false, actor)?;
+        self.retire_previous(actor)?;
         self.commit_move(EventKind::CanaryPromote, &candidate, &report, actor)?;
         Ok(self.flip_to(candidate, report, Duration::ZERO, 0, started, actor))
     }

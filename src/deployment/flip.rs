@@ -14,7 +14,7 @@ use super::bluegreen::Inner;
 use super::error::{Error, Result};
 use super::faults::{FaultKind, panic_text};
 use super::report::{RollbackReport, SwapReport};
-use super::state::{BakeRun, Standby, State, Which, not_a_candidate};
+use super::state::{BakeRun, Standby, State, not_a_candidate};
 use super::status::SlotState;
 use crate::journal::{EventKind, Value};
 use crate::model::Model;
@@ -182,7 +182,15 @@ impl<M: Model> Inner<M> {
             self.refuse_during_bake(&st)?;
         }
         let candidate = self.take_candidate()?;
-        let (report, warm_up, warm_up_calls) = self.qualify(&candidate, actor)?;
+        // Should anything unwind from here (gate or model code bluegreen did not catch),
+        // the candidate goes back to staged instead of being left validating for good.
+        let guard = StagedAgainOnUnwind {
+            inner: self,
+            candidate: Some(&candidate),
+        };
+        let qualified = self.qualify(&candidate, actor);
+        std::mem::forget(guard);
+        let (report, warm_up, warm_up_calls) = qualified?;
         Ok((candidate, report, warm_up, warm_up_calls))
     }
 
@@ -239,11 +247,9 @@ impl<M: Model> Inner<M> {
         candidate: &Arc<Slot<M>>,
         actor: &Actor,
     ) -> Result<()> {
-        self.retire_recorded(Which::Previous, false, actor)
-            .map(drop)
-            .inspect_err(|_| {
-                self.untake_candidate(candidate);
-            })
+        self.retire_previous(actor).inspect_err(|_| {
+            self.untake_candidate(candidate);
+        })
     }
 
     /// Records that traffic is about to move to `candidate` (a swap or a canary
@@ -424,5 +430,19 @@ fn nothing_to_roll_back<M: Model>(st: &State<M>) -> Error {
             .as_ref()
             .or(st.candidate.as_ref())
             .map(|s| s.state),
+    }
+}
+
+/// Puts a candidate taken for qualification back to staged if qualification unwinds.
+struct StagedAgainOnUnwind<'a, M: Model> {
+    inner: &'a Inner<M>,
+    candidate: Option<&'a Arc<Slot<M>>>,
+}
+
+impl<M: Model> Drop for StagedAgainOnUnwind<'_, M> {
+    fn drop(&mut self) {
+        if let Some(candidate) = self.candidate.take() {
+            self.inner.untake_candidate(candidate);
+        }
     }
 }
