@@ -71,6 +71,10 @@
 //! | `rollout/` | the model repository and the watcher that rolls versions out | [`repository`], `watch` (feature `watch`) |
 //! | `onnx/` | the ONNX Runtime backend; stands on `model/` and the gates' [`Binding`](gates::Binding) only | `onnx` (feature `onnx`) |
 //!
+//! Two crate-root files sit above the layers: `lib.rs`, and `quarantine.rs`, the public
+//! `quarantine` module (feature `quarantine`, default), whose machinery is in
+//! `validation/quarantine/` and which wires the backends' loaders into the child's hook.
+//!
 //! ## Example
 //!
 //! ```
@@ -104,6 +108,8 @@ mod deployment;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+#[cfg(feature = "quarantine")]
+pub mod quarantine;
 mod rollout;
 #[cfg(feature = "serde")]
 mod serde_util;

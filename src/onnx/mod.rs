@@ -130,6 +130,7 @@
 //! | `binding.rs` | [`OnnxBinding`]: golden rows in, labels and scores out |
 //! | `runtime.rs` | creating ONNX Runtime's environment once, without letting ort's panics out |
 //! | `quiet.rs` | catching ort's loader panic without the panic hook printing it or calling yours |
+//! | `quarantine.rs` | [`OnnxTrial`] and the built-in `onnx` loader of the quarantine child (feature `quarantine`) |
 //! | `error.rs` | [`OnnxError`] |
 
 mod binding;
@@ -138,6 +139,8 @@ mod describe;
 mod error;
 mod metadata;
 mod model;
+#[cfg(feature = "quarantine")]
+mod quarantine;
 mod quiet;
 mod runtime;
 mod tensor;
@@ -146,6 +149,10 @@ pub use self::binding::OnnxBinding;
 pub use self::config::{OnnxConfig, OptimizationLevel};
 pub use self::error::{OnnxError, RUNTIME_FIX};
 pub use self::model::OnnxModel;
+#[cfg(feature = "quarantine")]
+pub use self::quarantine::OnnxTrial;
+#[cfg(feature = "quarantine")]
+pub(crate) use self::quarantine::register_quarantine_loader;
 pub use self::runtime::{init_runtime, init_runtime_with, runtime_initialized};
 pub use self::tensor::{Inputs, Outputs, Tensor, TensorView};
 
