@@ -442,3 +442,77 @@ fn stage_quarantined_without_a_quarantine_is_a_typed_error() {
     ));
     assert!(!bg.has_quarantine());
 }
+
+#[cfg(feature = "watch")]
+#[test]
+fn the_watcher_quarantines_each_version_refusing_a_hostile_one_and_promoting_a_good_one() {
+    use bluegreen::repository::{Repository, VersionDir};
+    use bluegreen::watch::{RefusalKind, WatchEvent, Watcher};
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::new(dir.path());
+    let publish = |version: &str, bytes: &[u8]| {
+        let d = dir.path().join(version);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("model.onnx"), bytes).unwrap();
+        repo.mark_complete(version).unwrap();
+    };
+    let quarantine = in_test_child(Quarantine::onnx(OnnxTrial::new()))
+        .cpu_limit(Duration::from_secs(1))
+        .wall_limit(Duration::from_secs(5));
+    let bg = Arc::new(
+        BlueGreen::builder()
+            .quarantine(quarantine)
+            .build("1", OnnxConfig::new().pool_size(1).load(digits(1)).unwrap())
+            .unwrap(),
+    );
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let loads = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&loads);
+    let _watcher = Watcher::builder(repo.clone())
+        .poll_interval(Duration::from_millis(100))
+        .quarantine("model.onnx")
+        .on_event(move |e| {
+            let _ = tx.send(e.clone());
+        })
+        .spawn(Arc::clone(&bg), move |v: &VersionDir| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            OnnxConfig::new().pool_size(1).load(v.file("model.onnx"))
+        })
+        .unwrap();
+    let next = |what: &str, pick: &dyn Fn(&WatchEvent) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(e) if pick(&e) => return e,
+                Ok(_) => {}
+                Err(_) => panic!("no {what} event"),
+            }
+        }
+    };
+
+    publish("2", &onnx_graphs::endless_loop());
+    let WatchEvent::Refused(refusal) = next("refused", &|e| matches!(e, WatchEvent::Refused(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (refusal.version.as_str(), refusal.kind),
+        ("2", RefusalKind::Quarantine)
+    );
+    assert!(refusal.reason.contains("CPU cap"), "{}", refusal.reason);
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        0,
+        "never loaded into this process"
+    );
+    assert_eq!(bg.active().version(), "1");
+
+    publish("3", &std::fs::read(digits(2)).unwrap());
+    next("promoted", &|e| matches!(e, WatchEvent::Promoted(_)));
+    assert_eq!(bg.active().version(), "3");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    let last = bg.status().last_quarantine.expect("recorded");
+    assert!(last.passed() && last.version == "3", "{last}");
+}
