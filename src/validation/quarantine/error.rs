@@ -93,9 +93,9 @@ pub enum QuarantineError {
     },
 
     /// The child ended without a verdict and without a signal (it exited by itself).
-    #[error("the quarantine child exited with {status} before sending a verdict{}", tail(.stderr))]
+    #[error("the quarantine child {status} before sending a verdict{}", tail(.stderr))]
     Exited {
-        /// How it exited.
+        /// How it ended (`exited with status 3`).
         status: String,
         /// The end of its stderr.
         stderr: String,

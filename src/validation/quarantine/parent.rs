@@ -6,7 +6,8 @@
 //! child's stdout. A second thread keeps the tail of the child's stderr; a third writes
 //! the job to its stdin. Nothing waits unbounded: the child is killed (SIGKILL) at its
 //! wall-clock deadline, past its CPU cap, when it sends garbage, when it stays silent past
-//! the handshake deadline, or when it lingers after its verdict.
+//! the handshake deadline, or as soon as its verdict is in (its teardown is not waited
+//! for).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +23,8 @@ use super::report::QuarantineReport;
 use super::usage::{Sampler, Usage};
 
 /// How often the parent looks at the child.
-const TICK: Duration = Duration::from_millis(5);
-/// How long a child may take to exit after sending its verdict.
+const TICK: Duration = Duration::from_millis(2);
+/// How long the rest of a child's output may take to arrive once it exited.
 const GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for a killed child to be reaped before leaving it to a thread.
 const REAP: Duration = Duration::from_secs(5);
@@ -58,7 +59,9 @@ enum Kill {
     Cpu(Duration),
     Silent,
     Garbage(String),
-    Lingered,
+    /// Its verdict is in: it is not needed any more, and its teardown (ONNX Runtime's
+    /// included) is not waited for.
+    Done,
 }
 
 /// Runs `job` in a child and reports.
@@ -127,6 +130,12 @@ pub(crate) fn run(program: &Program, limits: &Limits, job: &Job) -> QuarantineRe
     let sampler = Sampler::new(pid);
     let mut seen = Seen::default();
     let (status, kill) = watch(&mut child, &sampler, limits, started, &frames, &mut seen);
+    if status.is_none() {
+        // Killed but not gone yet (stuck in the kernel): reap it when it goes.
+        let _ = std::thread::Builder::new()
+            .name("bluegreen-quarantine-reaper".to_owned())
+            .spawn(move || child.wait());
+    }
     report.usage.elapsed = started.elapsed();
     report.finished_at = SystemTime::now();
     report.usage.merge(seen.peak, seen.cpu);
@@ -171,6 +180,15 @@ fn watch(
         seen.peak = seen.peak.max(sampler.peak_memory());
         seen.cpu = seen.cpu.max(sampler.cpu());
         if let Some(status) = exited(child, sampler, seen) {
+            // What it wrote before it exited may still be in the pipe: read to its end.
+            let deadline = Instant::now() + GRACE;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match frames.recv_timeout(left) {
+                    Ok(frame) => take(frame, seen, &mut verdict_at, Instant::now()),
+                    Err(_) => break, // end of output, or the grace is over
+                }
+            }
             return (Some(status), kill);
         }
         let now = Instant::now();
@@ -185,8 +203,8 @@ fn watch(
                 Some(Kill::Garbage(reason))
             } else if !seen.hello && now.duration_since(started) >= limits.handshake {
                 Some(Kill::Silent)
-            } else if verdict_at.is_some_and(|t| now.duration_since(t) >= GRACE) {
-                Some(Kill::Lingered)
+            } else if verdict_at.is_some() {
+                Some(Kill::Done)
             } else {
                 None
             };
@@ -202,29 +220,43 @@ fn watch(
             return (None, kill);
         }
         match frames.recv_timeout(TICK) {
-            Ok(Ok(frame)) => {
-                if !seen.hello {
-                    match &frame {
-                        Frame::Hello { protocol, .. } if *protocol == PROTOCOL => seen.hello = true,
-                        Frame::Hello { protocol, .. } => {
-                            seen.garbage = Some(format!("protocol {protocol}, not {PROTOCOL}"));
-                        }
-                        _ => seen.garbage = Some("a frame before its hello".to_owned()),
-                    }
-                } else if frame.is_final() {
-                    if seen.last.as_ref().is_some_and(Frame::is_final) {
-                        seen.garbage = Some("a second verdict".to_owned());
-                    }
-                    verdict_at.get_or_insert(now);
-                }
-                if !matches!(frame, Frame::Hello { .. }) {
-                    seen.last = Some(frame);
-                }
-            }
-            Ok(Err(reason)) => seen.garbage = Some(reason),
+            Ok(frame) => take(frame, seen, &mut verdict_at, now),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(TICK),
         }
+    }
+}
+
+/// Takes one parsed frame (or the reader's garbage verdict) into what was seen.
+fn take(
+    frame: Result<Frame, String>,
+    seen: &mut Seen,
+    verdict_at: &mut Option<Instant>,
+    now: Instant,
+) {
+    let frame = match frame {
+        Ok(frame) => frame,
+        Err(reason) => {
+            seen.garbage.get_or_insert(reason);
+            return;
+        }
+    };
+    if !seen.hello {
+        match &frame {
+            Frame::Hello { protocol, .. } if *protocol == PROTOCOL => seen.hello = true,
+            Frame::Hello { protocol, .. } => {
+                seen.garbage = Some(format!("protocol {protocol}, not {PROTOCOL}"));
+            }
+            _ => seen.garbage = Some("a frame before its hello".to_owned()),
+        }
+    } else if frame.is_final() {
+        if seen.last.as_ref().is_some_and(Frame::is_final) {
+            seen.garbage = Some("a second verdict".to_owned());
+        }
+        verdict_at.get_or_insert(now);
+    }
+    if !matches!(frame, Frame::Hello { .. }) {
+        seen.last = Some(frame);
     }
 }
 
@@ -406,7 +438,7 @@ fn classify(
                 }),
             );
         }
-        Some(Kill::Lingered) | None => {}
+        Some(Kill::Done) | None => {}
     }
     // Garbage seen just before the child ended (it may exit, e.g. on SIGPIPE, before the
     // parent got to kill it).
@@ -463,7 +495,7 @@ fn classify(
         return (
             None,
             Some(Q::Exited {
-                status: "no exit status (not reaped)".to_owned(),
+                status: "ended (not reaped: no exit status)".to_owned(),
                 stderr,
             }),
         );
