@@ -39,8 +39,9 @@
 //! traffic costs the caller (trivial model, and the real models with the backend).
 //!
 //! This file holds the options, the output lines, the section table and `main`. Each
-//! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `memory.rs`,
-//! `onnx.rs`, `quarantine.rs`, `shadow.rs`, declared in `mod quickbench` below), and `series.rs` there holds
+//! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`,
+//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, declared in `mod quickbench`
+//! below), and `series.rs` there holds
 //! the interleaved-rounds statistics they share. The folder has no `main.rs`, so cargo does
 //! not take it for an example of its own.
 //!
@@ -54,6 +55,7 @@
 mod common;
 
 mod quickbench {
+    pub mod affinity;
     pub mod memory;
     #[cfg(feature = "onnx")]
     pub mod onnx;
@@ -72,7 +74,9 @@ use std::time::{Duration, Instant};
 use quickbench::onnx::onnx;
 #[cfg(all(feature = "onnx", feature = "quarantine"))]
 use quickbench::quarantine::quarantine;
-use quickbench::{memory::memory, overhead::overhead, shadow::shadow, swap::swap};
+use quickbench::{
+    affinity::affinity, memory::memory, overhead::overhead, shadow::shadow, swap::swap,
+};
 
 /// Settings shared by every section.
 pub struct Opts {
@@ -152,6 +156,11 @@ fn sections() -> Vec<Section> {
             name: "swap",
             about: "stage / swap / flip / rollback latency, idle and with 1-2 busy readers",
             run: swap,
+        },
+        Section {
+            name: "affinity",
+            about: "session affinity on a full table (1 M sessions): new key vs known key",
+            run: affinity,
         },
         Section {
             name: "memory",

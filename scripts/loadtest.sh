@@ -194,8 +194,8 @@ metric() { curl -fsS "$URL/metrics" | sed -n "s/^$1 //p"; }
 log "warm-up: ${WARMUP}s"
 run_wrk "$WARMUP" >/dev/null
 
-SWAPS_BEFORE="$(metric bluegreen_swaps_total)"
-ROLLBACKS_BEFORE="$(metric bluegreen_rollbacks_total)"
+SWAPS_BEFORE="$(metric 'bluegreen_swaps_total{model="digits"}')"
+ROLLBACKS_BEFORE="$(metric 'bluegreen_rollbacks_total{model="digits"}')"
 : >"$WORK/baseline"
 : >"$WORK/churn"
 CYCLES=0
@@ -221,8 +221,8 @@ for round in $(seq 1 "$ROUNDS"); do
         log "round $round $kind: ${r#RESULT }"
     done
 done
-SWAPS=$(($(metric bluegreen_swaps_total) - SWAPS_BEFORE))
-ROLLBACKS=$(($(metric bluegreen_rollbacks_total) - ROLLBACKS_BEFORE))
+SWAPS=$(($(metric 'bluegreen_swaps_total{model="digits"}') - SWAPS_BEFORE))
+ROLLBACKS=$(($(metric 'bluegreen_rollbacks_total{model="digits"}') - ROLLBACKS_BEFORE))
 
 # --- report -------------------------------------------------------------------------------
 python3 - "$WORK/baseline" "$WORK/churn" "$SWAPS" "$ROLLBACKS" "$FAILED" "$MIN_CYCLES" \

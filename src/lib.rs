@@ -5,29 +5,39 @@
 //!
 //! ## The model in one page
 //!
-//! A [`BlueGreen<M>`](BlueGreen) holds at most two loaded models of type `M:`[`Model`]:
+//! A [`BlueGreen<M>`](BlueGreen) holds up to three loaded models of type `M:`[`Model`]:
 //!
-//! * the **active** slot (*blue*) answers every [`predict`](BlueGreen::predict);
-//! * the **standby** slot (*green*) holds a staged candidate, or — after a swap — the
-//!   previous model, kept warm so that [`rollback`](BlueGreen::rollback) is instant.
+//! * the **active** model (*blue*) answers every [`predict`](BlueGreen::predict);
+//! * a **candidate** (*green*) is staged, validated and warmed beside it;
+//! * the **previous** model — active before the last swap — stays loaded so that
+//!   [`rollback`](BlueGreen::rollback) is instant, also while a candidate is staged or
+//!   refused ([`Builder::memory_tight`] trades that for two models resident).
 //!
 //! The life of a candidate:
 //!
-//! 1. [`stage`](BlueGreen::stage) puts it in standby. Whatever was there is **retired**
-//!    first: bluegreen waits (bounded) until the calls still running on it have
-//!    **drained**, then a background retirer thread drops it — never a request thread.
-//! 2. [`swap`](BlueGreen::swap) runs every configured [`Validator`] on it (each on its own
-//!    thread, with a deadline; a panic or overrun fails the gate), **warms** it up with
-//!    representative inputs, and only then flips traffic with one atomic pointer store.
-//!    A refused candidate stays staged, marked failed, and the error carries the
-//!    [`ValidationReport`]; the live model never notices.
+//! 1. [`stage`](BlueGreen::stage) puts it in the candidate slot. An earlier candidate is
+//!    **retired** first: bluegreen waits (bounded) until the calls still running on it
+//!    have **drained**, then a background retirer thread drops it — never a request
+//!    thread.
+//! 2. [`swap`](BlueGreen::swap) runs every configured [`Validator`] on it (on a
+//!    supervised worker thread, each with a deadline; a panic or overrun fails the gate), **warms** it up (always:
+//!    configured samples, else inputs the gates offer, else the model warms itself), and
+//!    only then flips traffic with one atomic pointer store. A refused candidate stays
+//!    staged, marked failed, and the error carries the [`ValidationReport`]; the live model
+//!    and the rollback target never notice.
 //! 3. Calls that started before the flip finish on the old model, which becomes the
-//!    standby. [`rollback`](BlueGreen::rollback) flips back without re-validating.
+//!    previous model. [`rollback`](BlueGreen::rollback) flips back without re-validating.
 //!
 //! Admin operations (stage, swap, rollback, validate) are serialized by a lock that
 //! request threads never touch. [`status`](BlueGreen::status) returns a [`Status`]
-//! snapshot: versions, states, in-flight and request counts per slot, swap and rollback
-//! counts, and the last validation report.
+//! snapshot: versions, states, in-flight, request, error and panic counts per slot, swap
+//! and rollback counts, the last validation report, models being retired, abandoned work
+//! and [`Faults`]. [`predict_versioned`](BlueGreen::predict_versioned) says which model
+//! answered.
+//!
+//! Models, gates and hooks are untrusted code: a panic or a hang in them is caught or
+//! abandoned on bluegreen's own threads, counted with the version, and never ends a
+//! bluegreen thread or wedges the deployment — see [`BlueGreen`]'s "Faults" section.
 //!
 //! ## After the switch (opt-in)
 //!

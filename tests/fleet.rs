@@ -190,11 +190,11 @@ fn three_replicas_follow_the_manifest_and_one_refuses_its_broken_candidate() {
     assert_eq!(c.get("/readyz").status, 200, "C still serves a gated model");
     let metrics = c.get("/metrics").text;
     assert!(
-        metrics.contains("bluegreen_watch_refusals_total 1"),
+        metrics.contains(r#"bluegreen_watch_refusals_total{model="digits"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains("bluegreen_rejections_total 1"),
+        metrics.contains(r#"bluegreen_rejections_total{model="digits"} 1"#),
         "{metrics}"
     );
 }

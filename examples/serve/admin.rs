@@ -1,5 +1,7 @@
-//! Admin endpoints: stage, validate (dry run), swap, rollback, unstage, status. Every one
-//! needs `Authorization: Bearer <BLUEGREEN_ADMIN_TOKEN>`.
+//! Admin endpoints, per model: stage, validate (dry run), swap, rollback, unstage, status.
+//! Every one needs `Authorization: Bearer <BLUEGREEN_ADMIN_TOKEN>` (auth.rs). Answers name
+//! models and versions, never the server's file-system paths: each model's repository path
+//! is replaced by `<name>` in every admin body (the full error goes to the log).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,86 +9,80 @@ use std::sync::atomic::Ordering;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bluegreen::repository::RepositoryError;
 use bluegreen::{BlueGreen, Error, OnnxModel};
 use serde_json::{Value, json};
 
-use super::api::{error, reply};
-use super::json::{rollback_json, stage_json, status_json, swap_json, validation_json};
-use crate::{App, Phase};
+use super::api::{error, unknown_model};
+use super::auth::AuthError;
+use super::models::{Phase, Served};
+use super::reports::{rollback_json, stage_json, status_json, swap_json, validation_json};
+use crate::App;
 
 /// An answer sent instead of running the operation (boxed: responses are large).
 type Denied = Box<Response>;
 
-/// Checks the bearer token; the error is the answer to send.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Denied> {
-    let Some(expected) = &app.admin_token else {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "the admin API is disabled: start the service with BLUEGREEN_ADMIN_TOKEN set",
-        )));
+/// A JSON answer about `model`, its repository path redacted.
+fn answer(model: &Served, code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        model.redact(&body.to_string()),
+    )
+        .into_response()
+}
+
+fn refuse(model: &Served, code: StatusCode, message: &str) -> Response {
+    answer(model, code, &json!({ "error": message }))
+}
+
+/// The answer for a refused authorization.
+fn denied(e: AuthError) -> Response {
+    match e {
+        AuthError::Disabled => error(StatusCode::FORBIDDEN, e.to_string()),
+        _ => {
+            let mut r = error(StatusCode::UNAUTHORIZED, e.to_string());
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"bluegreen-admin\""),
+            );
+            r
+        }
+    }
+}
+
+/// Authorizes, finds the model, and returns it with its deployment.
+fn guard(
+    app: &App,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(Arc<Served>, Arc<BlueGreen<OnnxModel>>), Denied> {
+    app.admin_token
+        .authorize(headers)
+        .map_err(|e| Box::new(denied(e)))?;
+    let Some(model) = app.models.get(name).cloned() else {
+        return Err(Box::new(unknown_model(app, name)));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if constant_time_eq(token.trim().as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(Box::new(unauthorized("invalid bearer token"))),
-        None => Err(Box::new(unauthorized(
-            "missing credentials: send Authorization: Bearer <BLUEGREEN_ADMIN_TOKEN>",
-        ))),
-    }
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut r = error(StatusCode::UNAUTHORIZED, message);
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"bluegreen-admin\""),
-    );
-    r
-}
-
-/// Compares without an early exit, so the time taken does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-/// Authorizes, checks the model name, and returns the deployment.
-fn guard(app: &App, headers: &HeaderMap, name: &str) -> Result<Arc<BlueGreen<OnnxModel>>, Denied> {
-    authorize(app, headers)?;
-    if name != app.args.name {
-        return Err(Box::new(error(
-            StatusCode::NOT_FOUND,
-            format!("no model {name:?}: this service serves {:?}", app.args.name),
-        )));
-    }
-    app.bg.get().cloned().ok_or_else(|| {
+    let bg = model.bg.get().cloned().ok_or_else(|| {
         Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the initial model is still loading",
         ))
-    })
+    })?;
+    Ok((model, bg))
 }
 
-/// Runs an admin operation on the blocking pool, holding the operation lock (shared with the
-/// watcher) so that sequences do not interleave.
+/// Runs an admin operation on the blocking pool, holding the model's operation lock
+/// (shared with its watcher) so that sequences do not interleave.
 async fn blocking<T: Send + 'static>(
-    app: &Arc<App>,
-    op: impl FnOnce(&App) -> T + Send + 'static,
+    model: &Arc<Served>,
+    op: impl FnOnce(&Served) -> T + Send + 'static,
 ) -> Result<T, Denied> {
-    let app = Arc::clone(app);
+    let model = Arc::clone(model);
     tokio::task::spawn_blocking(move || {
-        let _op = app.op_lock.lock().unwrap_or_else(|e| e.into_inner());
-        op(&app)
+        let _op = model.op_lock.lock().unwrap_or_else(|e| e.into_inner());
+        op(&model)
     })
     .await
     .map_err(|e| {
@@ -98,22 +94,24 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The HTTP answer for a refused operation. The live model keeps serving in every case.
-fn refused(e: Error) -> Response {
+fn refused(model: &Served, e: Error) -> Response {
     let message = e.to_string();
+    tracing::warn!(model = %model.name(), error = %message, "admin operation refused");
     match e {
-        Error::ValidationFailed(report) => reply(
+        Error::ValidationFailed(report) => answer(
+            model,
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!({ "error": message, "validation": validation_json(&report) }),
         ),
         Error::WarmupFailed { .. } | Error::Load { .. } => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, message)
+            refuse(model, StatusCode::UNPROCESSABLE_ENTITY, &message)
         }
-        Error::InvalidVersion { .. } => error(StatusCode::BAD_REQUEST, message),
-        Error::DrainTimeout { .. } => error(StatusCode::SERVICE_UNAVAILABLE, message),
-        Error::Spawn { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+        Error::InvalidVersion { .. } => refuse(model, StatusCode::BAD_REQUEST, &message),
+        Error::DrainTimeout { .. } => refuse(model, StatusCode::SERVICE_UNAVAILABLE, &message),
+        Error::Spawn { .. } => refuse(model, StatusCode::INTERNAL_SERVER_ERROR, &message),
         // Nothing staged, not a candidate, already failed, version in use, nothing to roll
         // back to, a bake or canary in progress: the request conflicts with the state.
-        _ => error(StatusCode::CONFLICT, message),
+        _ => refuse(model, StatusCode::CONFLICT, &message),
     }
 }
 
@@ -123,12 +121,12 @@ pub async fn status(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let bg = match guard(&app, &headers, &name) {
-        Ok(bg) => bg,
+    let (model, bg) = match guard(&app, &headers, &name) {
+        Ok(g) => g,
         Err(r) => return *r,
     };
-    let readiness = app.readiness();
-    let startup = match &*app.phase.lock().unwrap_or_else(|e| e.into_inner()) {
+    let readiness = model.readiness();
+    let startup = match &*model.phase.lock().unwrap_or_else(|e| e.into_inner()) {
         Phase::Loading => Value::Null,
         Phase::Serving {
             initial_passed,
@@ -142,16 +140,17 @@ pub async fn status(
         }),
     };
     #[cfg(feature = "watch")]
-    let watch = app
+    let watch = model
         .watcher
         .get()
-        .map_or(Value::Null, |w| super::json::watch_json(&w.status()));
+        .map_or(Value::Null, |w| super::reports::watch_json(&w.status()));
     #[cfg(not(feature = "watch"))]
     let watch = Value::Null;
-    reply(
+    answer(
+        &model,
         StatusCode::OK,
         &json!({
-            "model": app.args.name,
+            "model": model.name(),
             "ready": readiness.is_ok(),
             "not_ready_reason": readiness.err(),
             "deployment": status_json(&bg.status()),
@@ -162,15 +161,15 @@ pub async fn status(
 }
 
 /// `POST /admin/models/<name>/stage` with `{"version": "3"}`: loads that version from the
-/// repository into the standby slot (retiring whatever was there).
+/// model's repository into the standby slot (retiring whatever was there).
 pub async fn stage(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let bg = match guard(&app, &headers, &name) {
-        Ok(bg) => bg,
+    let (model, bg) = match guard(&app, &headers, &name) {
+        Ok(g) => g,
         Err(r) => return *r,
     };
     let version = match serde_json::from_slice::<Value>(&body) {
@@ -191,24 +190,35 @@ pub async fn stage(
             }
         },
     };
-    let dir = match app.repo.version(&version) {
+    let dir = match model.repo.version(&version) {
         Ok(dir) => dir,
-        Err(e @ RepositoryError::NotFound { .. }) => {
-            return error(StatusCode::NOT_FOUND, e.to_string());
+        Err(RepositoryError::NotFound { version, .. }) => {
+            return refuse(
+                &model,
+                StatusCode::NOT_FOUND,
+                &format!("version {version} not found in the repository of {name}"),
+            );
         }
         Err(e @ RepositoryError::InvalidVersion { .. }) => {
-            return error(StatusCode::BAD_REQUEST, e.to_string());
+            return refuse(&model, StatusCode::BAD_REQUEST, &e.to_string());
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => {
+            tracing::error!(model = %name, %version, error = %e, "cannot read the version");
+            return refuse(
+                &model,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot read version {version} of {name} (see the service log)"),
+            );
+        }
     };
-    let outcome = blocking(&app, move |app| {
-        let path = app.model_path(&dir.path);
-        bg.stage_with(version, || app.onnx.load(&path))
+    let outcome = blocking(&model, move |model| {
+        let path = model.model_path(&dir.path);
+        bg.stage_with(version, || model.onnx.load(&path))
     })
     .await;
     match outcome {
-        Ok(Ok(report)) => reply(StatusCode::OK, &stage_json(&report)),
-        Ok(Err(e)) => refused(e),
+        Ok(Ok(report)) => answer(&model, StatusCode::OK, &stage_json(&report)),
+        Ok(Err(e)) => refused(&model, e),
         Err(r) => *r,
     }
 }
@@ -220,23 +230,23 @@ pub async fn validate(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let bg = match guard(&app, &headers, &name) {
-        Ok(bg) => bg,
+    let (model, bg) = match guard(&app, &headers, &name) {
+        Ok(g) => g,
         Err(r) => return *r,
     };
-    match blocking(&app, move |_| bg.validate()).await {
+    match blocking(&model, move |_| bg.validate()).await {
         Ok(Ok(report)) => {
             if !report.passed() {
-                app.dry_run_failures.fetch_add(1, Ordering::Relaxed);
+                model.dry_run_failures.fetch_add(1, Ordering::Relaxed);
             }
-            reply(StatusCode::OK, &validation_json(&report))
+            answer(&model, StatusCode::OK, &validation_json(&report))
         }
-        Ok(Err(e)) => refused(e),
+        Ok(Err(e)) => refused(&model, e),
         Err(r) => *r,
     }
 }
 
-/// Runs one admin operation on the deployment (authorized, serialized, off the async
+/// Runs one admin operation on a model's deployment (authorized, serialized, off the async
 /// runtime) and answers 200 with `ok(result)` or the error's status.
 async fn admin_op<T: Send + 'static>(
     app: &Arc<App>,
@@ -245,13 +255,13 @@ async fn admin_op<T: Send + 'static>(
     op: impl FnOnce(&BlueGreen<OnnxModel>) -> bluegreen::Result<T> + Send + 'static,
     ok: impl FnOnce(&T) -> serde_json::Value,
 ) -> Response {
-    let bg = match guard(app, headers, name) {
-        Ok(bg) => bg,
+    let (model, bg) = match guard(app, headers, name) {
+        Ok(g) => g,
         Err(r) => return *r,
     };
-    match blocking(app, move |_| op(&bg)).await {
-        Ok(Ok(value)) => reply(StatusCode::OK, &ok(&value)),
-        Ok(Err(e)) => refused(e),
+    match blocking(&model, move |_| op(&bg)).await {
+        Ok(Ok(value)) => answer(&model, StatusCode::OK, &ok(&value)),
+        Ok(Err(e)) => refused(&model, e),
         Err(r) => *r,
     }
 }

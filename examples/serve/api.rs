@@ -1,20 +1,23 @@
-//! Public endpoints: predict, model metadata, health, readiness, metrics.
+//! Public endpoints: predict, the model list and metadata, health, readiness, metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bluegreen::ElementType;
-use bluegreen::onnx::ndarray::{ArrayD, IxDyn};
-use bluegreen::onnx::{Inputs, OnnxError, Outputs, Tensor, TensorView};
+use bluegreen::onnx::{OnnxError, Outputs, TensorView};
 use serde_json::{Map, Value, json};
 
-use super::json::spec_json;
+use super::json::parse_inputs;
+use super::limits::{RETRY_AFTER_SECS, read_body};
+use super::metrics::{ModelSample, ServerSample};
+use super::models::Served;
+use super::queue::QueueError;
+use super::reports::spec_json;
 use crate::App;
 
 /// A JSON answer with a status code.
@@ -37,29 +40,67 @@ pub async fn healthz() -> Response {
     reply(StatusCode::OK, &json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 once the active model has passed its gates; 503 with the reason
-/// otherwise (loading, failed start-up check, shutting down).
+/// `GET /readyz`: 200 once every model's active version has passed its gates; 503 with the
+/// reason otherwise (loading, failed start-up check, shutting down). With one model the
+/// answer also carries its `model` and `version` at the top level.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.readiness() {
-        Ok(version) => reply(
-            StatusCode::OK,
-            &json!({ "ready": true, "model": app.args.name, "version": version }),
-        ),
-        Err(reason) => reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "ready": false, "reason": reason }),
-        ),
+    let shutting_down = app.shutting_down.load(Ordering::Relaxed);
+    let mut reasons = Vec::new();
+    let mut models = Vec::new();
+    for m in app.models.iter() {
+        let r = m.readiness();
+        if let Err(why) = &r {
+            reasons.push(if app.args.models.len() == 1 {
+                why.clone()
+            } else {
+                format!("model {}: {why}", m.name())
+            });
+        }
+        models.push(json!({
+            "name": m.name(),
+            "ready": r.is_ok(),
+            "version": r.as_ref().ok(),
+            "reason": r.as_ref().err(),
+        }));
+    }
+    if shutting_down {
+        reasons.insert(0, "shutting down".to_owned());
+    }
+    let mut body = json!({ "ready": reasons.is_empty(), "models": models });
+    if let [only] = &app.args.models[..] {
+        body["model"] = json!(only.name);
+        body["version"] = models[0]["version"].clone();
+    }
+    if reasons.is_empty() {
+        reply(StatusCode::OK, &body)
+    } else {
+        body["reason"] = json!(reasons.join("; "));
+        reply(StatusCode::SERVICE_UNAVAILABLE, &body)
     }
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let status = app.bg.get().map(|bg| bg.status());
-    let text = app.metrics.render(
-        status.as_ref(),
-        app.readiness().is_ok(),
-        app.dry_run_failures.load(Ordering::Relaxed),
-    );
+    let samples: Vec<ModelSample<'_>> = app
+        .models
+        .iter()
+        .map(|m| ModelSample {
+            name: m.name(),
+            status: m.bg.get().map(|bg| bg.status()),
+            ready: m.readiness().is_ok(),
+            dry_run_failures: m.dry_run_failures.load(Ordering::Relaxed),
+        })
+        .collect();
+    let counters = app.queue.counters();
+    let server = ServerSample {
+        open_connections: app.connections.open(),
+        queue_depth: app.queue.depth(),
+        queue_capacity: app.queue.capacity(),
+        shed: counters.shed.load(Ordering::Relaxed),
+        skipped: counters.skipped.load(Ordering::Relaxed),
+        completed: counters.completed.load(Ordering::Relaxed),
+    };
+    let text = app.metrics.render(&samples, &server);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -72,7 +113,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
 pub async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see POST /v1/models/<name>:predict, GET /healthz, /readyz, /metrics",
+        "no such endpoint; see GET /v1/models, POST /v1/models/<name>:predict, GET /healthz, /readyz, /metrics",
     )
 }
 
@@ -90,13 +131,31 @@ pub async fn track_http(State(app): State<Arc<App>>, req: Request, next: Next) -
     response
 }
 
-/// `GET /v1/models/<name>`: which version serves, whether the service is ready, and what the
-/// model takes and returns.
+/// `GET /v1/models`: every served model, its active version and readiness.
+pub async fn list_models(State(app): State<Arc<App>>) -> Response {
+    let models: Vec<Value> = app
+        .models
+        .iter()
+        .map(|m| {
+            let r = m.readiness();
+            json!({
+                "name": m.name(),
+                "version": m.bg.get().map(|bg| bg.active().version().to_owned()),
+                "ready": r.is_ok(),
+                "reason": r.err(),
+            })
+        })
+        .collect();
+    reply(StatusCode::OK, &json!({ "models": models }))
+}
+
+/// `GET /v1/models/<name>`: which version serves, whether it is ready, and what the model
+/// takes and returns.
 pub async fn model_info(State(app): State<Arc<App>>, Path(target): Path<String>) -> Response {
-    if target != app.args.name {
+    let Some(model) = app.models.get(&target) else {
         return unknown_model(&app, &target);
-    }
-    let Some(bg) = app.bg.get() else {
+    };
+    let Some(bg) = model.bg.get() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the model is still loading",
@@ -107,21 +166,22 @@ pub async fn model_info(State(app): State<Arc<App>>, Path(target): Path<String>)
     reply(
         StatusCode::OK,
         &json!({
-            "model": app.args.name,
+            "model": model.name(),
             "version": active.version(),
-            "ready": app.readiness().is_ok(),
+            "ready": model.readiness().is_ok(),
             "inputs": info.inputs.iter().map(spec_json).collect::<Vec<_>>(),
             "outputs": info.outputs.iter().map(spec_json).collect::<Vec<_>>(),
         }),
     )
 }
 
-fn unknown_model(app: &App, target: &str) -> Response {
+/// A 404 naming what is served.
+pub fn unknown_model(app: &App, target: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no model {target:?}: this service serves {:?} (POST /v1/models/{}:predict)",
-            app.args.name, app.args.name
+            "no model {target:?}: this service serves {:?} (GET /v1/models lists them)",
+            app.models.names()
         ),
     )
 }
@@ -130,7 +190,8 @@ fn unknown_model(app: &App, target: &str) -> Response {
 struct Answer {
     code: StatusCode,
     body: Value,
-    /// The version that answered (or refused the input); `None` before a model was involved.
+    /// The version that answered (or refused the input); `None` when the body was refused
+    /// before a model was involved.
     version: Option<String>,
     error_kind: Option<&'static str>,
 }
@@ -144,7 +205,7 @@ struct Answer {
 pub async fn predict(
     State(app): State<Arc<App>>,
     Path(target): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
     let Some(name) = target.strip_suffix(":predict") else {
@@ -153,310 +214,128 @@ pub async fn predict(
             format!("unknown action on {target:?}: use POST /v1/models/<name>:predict"),
         );
     };
-    if name != app.args.name {
+    let Some(model) = app.models.get(name).cloned() else {
         return unknown_model(&app, name);
-    }
-    let Some(bg) = app.bg.get().cloned() else {
+    };
+    if model.bg.get().is_none() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the model is still loading",
         );
+    }
+    let body = match read_body(body, &app.args.limits).await {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), e.to_string()),
     };
     let max_batch = app.args.max_batch;
-    let model_name = app.args.name.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // CPU work (JSON parsing, inference, JSON rendering) runs on the inference pool.
-    app.pool.spawn(move || {
-        let answer = match parse_request(&body, max_batch) {
-            Err(message) => Answer {
-                code: StatusCode::BAD_REQUEST,
-                body: json!({ "error": message }),
-                version: None,
-                error_kind: None,
-            },
-            Ok(request) => {
-                // The pin keeps one model for the whole call, so "version" names the model
-                // that really answered even if a swap happens meanwhile.
-                let pinned = bg.active();
-                let version = pinned.version().to_owned();
-                let answer = build_inputs(request, &pinned.info().inputs)
-                    .and_then(|inputs| pinned.predict(&inputs).map_err(PredictError::Model));
-                match answer {
-                    Ok(outputs) => Answer {
-                        code: StatusCode::OK,
-                        body: json!({
-                            "model": model_name,
-                            "version": version,
-                            "outputs": outputs_json(&outputs),
-                        }),
-                        version: Some(version),
-                        error_kind: None,
-                    },
-                    Err(PredictError::Input(message)) => Answer {
-                        code: StatusCode::BAD_REQUEST,
-                        body: json!({ "error": message, "version": version }),
-                        version: Some(version),
-                        error_kind: Some("input"),
-                    },
-                    Err(PredictError::Model(e)) if e.is_input_error() => Answer {
-                        code: StatusCode::BAD_REQUEST,
-                        body: json!({ "error": e.to_string(), "version": version }),
-                        version: Some(version),
-                        error_kind: Some("input"),
-                    },
-                    Err(PredictError::Model(e)) => {
-                        tracing::error!(%version, error = %e, "model failed");
-                        Answer {
-                            code: StatusCode::INTERNAL_SERVER_ERROR,
-                            body: json!({ "error": format!("model failed: {e}"), "version": version }),
-                            version: Some(version),
-                            error_kind: Some("model"),
-                        }
-                    }
-                }
-            }
-        };
-        let _ = tx.send(answer);
-    });
-    let Ok(answer) = rx.await else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the inference worker ended without an answer",
-        );
+    let job_model = Arc::clone(&model);
+    // CPU work (JSON parsing, inference, JSON rendering) runs on the inference pool; a job
+    // whose client has gone by then is skipped, before parsing or before inference.
+    let outcome = app
+        .queue
+        .run(move |client_gone| infer(&job_model, &body, max_batch, client_gone))
+        .await;
+    let answer = match outcome {
+        Ok(answer) => answer,
+        Err(e @ QueueError::Full(_)) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            return r;
+        }
+        Err(e @ QueueError::Lost) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
     };
     if let Some(version) = &answer.version {
         let m = &app.metrics;
-        m.requests.with_label_values(&[version.as_str()]).inc();
+        let labels = [model.name(), version.as_str()];
+        m.requests.with_label_values(&labels).inc();
         if let Some(kind) = answer.error_kind {
-            m.errors.with_label_values(&[version.as_str(), kind]).inc();
+            m.errors
+                .with_label_values(&[model.name(), version.as_str(), kind])
+                .inc();
         }
         m.latency
-            .with_label_values(&[version.as_str()])
+            .with_label_values(&labels)
             .observe(started.elapsed().as_secs_f64());
     }
     reply(answer.code, &answer.body)
 }
 
-enum PredictError {
-    /// The request cannot become the model's input (message for the client).
-    Input(String),
-    /// The model refused or failed.
-    Model(OnnxError),
-}
-
-/// A request's tensors before they meet the model: a nested JSON array each.
-enum Body {
-    /// `{"inputs": [...]}`: the model's only input.
-    Single(Value),
-    /// `{"inputs": {"name": [...]}}`.
-    Named(Vec<(String, Value)>),
-}
-
-fn parse_request(body: &[u8], max_batch: usize) -> Result<Body, String> {
-    if body.is_empty() {
-        return Err(r#"empty body: send JSON like {"inputs": [[0.0, 1.0, ...]]}"#.to_owned());
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
-    let Value::Object(mut obj) = value else {
-        return Err(format!(
-            r#"the body must be a JSON object like {{"inputs": [[...]]}}, not {}"#,
-            kind(&value)
-        ));
+/// On an inference worker: parse against the active model's declared inputs, run it, render
+/// the answer. `None` when the client left before inference.
+fn infer(
+    model: &Served,
+    body: &[u8],
+    max_batch: usize,
+    client_gone: &dyn Fn() -> bool,
+) -> Option<Answer> {
+    let bg = model.bg.get()?;
+    // Numbers are converted to the element types the active model declares (a swap keeps
+    // them: the schema gate refuses a candidate that takes other inputs).
+    let parsed = {
+        let active = bg.active();
+        parse_inputs(body, &active.info().inputs, max_batch)
+            .map_err(|e| (e, active.version().to_owned()))
     };
-    if let Some(other) = obj.keys().find(|k| k.as_str() != "inputs") {
-        return Err(format!(
-            r#"unknown field {other:?}: the body is {{"inputs": [[...], ...]}} or {{"inputs": {{"<input name>": [...]}}}}"#
-        ));
-    }
-    let request = match obj.remove("inputs") {
-        None => return Err(r#"missing field "inputs""#.to_owned()),
-        Some(v @ Value::Array(_)) => Body::Single(v),
-        Some(Value::Object(named)) if named.is_empty() => {
-            return Err(r#""inputs" names no input"#.to_owned());
+    let inputs = match parsed {
+        Ok(inputs) => inputs,
+        Err((e, version)) if e.depends_on_model() => {
+            return Some(Answer {
+                code: StatusCode::BAD_REQUEST,
+                body: json!({ "error": e.to_string(), "version": version }),
+                version: Some(version),
+                error_kind: Some("input"),
+            });
         }
-        Some(Value::Object(named)) => Body::Named(named.into_iter().collect()),
-        Some(other) => {
-            return Err(format!(
-                r#""inputs" must be an array (one input) or an object of arrays (named inputs), not {}"#,
-                kind(&other)
-            ));
+        Err((e, _)) => {
+            return Some(Answer {
+                code: StatusCode::BAD_REQUEST,
+                body: json!({ "error": e.to_string() }),
+                version: None,
+                error_kind: None,
+            });
         }
     };
-    let batches = match &request {
-        Body::Single(v) => vec![v],
-        Body::Named(named) => named.iter().map(|(_, v)| v).collect(),
-    };
-    for v in batches {
-        if let Value::Array(rows) = v
-            && rows.len() > max_batch
-        {
-            return Err(format!(
-                "{} rows in one request; this service accepts at most {max_batch}",
-                rows.len()
-            ));
-        }
+    if client_gone() {
+        return None;
     }
-    Ok(request)
+    // "version" names the model that computed this answer, even if a swap or rollback
+    // happened meanwhile.
+    let answer = bg.predict_versioned(&inputs);
+    let version = answer.version.to_owned();
+    Some(match answer.output {
+        Ok(outputs) => Answer {
+            code: StatusCode::OK,
+            body: json!({
+                "model": model.name(),
+                "version": version,
+                "outputs": outputs_json(&outputs),
+            }),
+            version: Some(version),
+            error_kind: None,
+        },
+        Err(e) if e.is_input_error() => Answer {
+            code: StatusCode::BAD_REQUEST,
+            body: json!({ "error": e.to_string(), "version": version }),
+            version: Some(version),
+            error_kind: Some("input"),
+        },
+        Err(e) => model_failed(model, version, &e),
+    })
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Turns the request into the model's [`Inputs`], converting numbers to the element type the
-/// model declares for each input. Names, ranks and sizes are left to the model's own checks,
-/// whose typed errors say exactly what it expects.
-fn build_inputs(request: Body, specs: &[bluegreen::TensorSpec]) -> Result<Inputs, PredictError> {
-    match request {
-        Body::Single(v) => {
-            // A model with several inputs refuses an unnamed one with a typed error; build
-            // it as f32 then and let that error speak.
-            let dtype = match specs {
-                [only] => only.dtype,
-                _ => ElementType::F32,
-            };
-            let name = specs.first().map_or("inputs", |s| s.name.as_str());
-            Ok(Inputs::single(tensor(&v, dtype, name)?))
-        }
-        Body::Named(named) => {
-            let mut inputs = Inputs::new();
-            for (name, v) in named {
-                let dtype = specs
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map_or(ElementType::F32, |s| s.dtype);
-                let t = tensor(&v, dtype, &name)?;
-                inputs.insert(name, t);
-            }
-            Ok(inputs)
-        }
-    }
-}
-
-/// A nested JSON array → a tensor of `dtype`, with the array's shape.
-fn tensor(v: &Value, dtype: ElementType, name: &str) -> Result<Tensor, PredictError> {
-    let mut shape = Vec::new();
-    let mut cur = v;
-    while let Value::Array(items) = cur {
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => cur = first,
-            None => break,
-        }
-    }
-    if shape.is_empty() {
-        return Err(PredictError::Input(format!(
-            "input `{name}` must be a (nested) array of numbers, not {}",
-            kind(v)
-        )));
-    }
-    if shape.contains(&0) {
-        return Err(PredictError::Input(format!(
-            "input `{name}` has an empty array (shape {shape:?}); send at least one value per axis"
-        )));
-    }
-    let total = shape.iter().product::<usize>();
-    let mut numbers = Vec::with_capacity(total);
-    let mut at = Vec::with_capacity(shape.len());
-    collect(v, &shape, &mut at, &mut numbers)
-        .map_err(|m| PredictError::Input(format!("input `{name}`: {m}")))?;
-    let at_index = |i: usize| {
-        let mut rest = i;
-        let mut idx = vec![0; shape.len()];
-        for (axis, size) in shape.iter().enumerate().rev() {
-            idx[axis] = rest % size;
-            rest /= size;
-        }
-        idx.iter().map(|i| format!("[{i}]")).collect::<String>()
-    };
-    match dtype {
-        ElementType::F32 => {
-            let mut data = Vec::with_capacity(total);
-            for (i, n) in numbers.iter().enumerate() {
-                let x = n.as_f64().unwrap_or(f64::NAN) as f32;
-                if !x.is_finite() {
-                    return Err(PredictError::Input(format!(
-                        "input `{name}`{}: {n} does not fit in f32",
-                        at_index(i)
-                    )));
-                }
-                data.push(x);
-            }
-            ArrayD::from_shape_vec(IxDyn(&shape), data)
-                .map(Tensor::from)
-                .map_err(|e| PredictError::Input(format!("input `{name}`: {e}")))
-        }
-        ElementType::I64 => {
-            let mut data = Vec::with_capacity(total);
-            for (i, n) in numbers.iter().enumerate() {
-                let Some(x) = n.as_i64() else {
-                    return Err(PredictError::Input(format!(
-                        "input `{name}`{}: {n} is not a 64-bit integer, and the model takes i64",
-                        at_index(i)
-                    )));
-                };
-                data.push(x);
-            }
-            ArrayD::from_shape_vec(IxDyn(&shape), data)
-                .map(Tensor::from)
-                .map_err(|e| PredictError::Input(format!("input `{name}`: {e}")))
-        }
-        other => Err(PredictError::Input(format!(
-            "input `{name}` takes element type {other}, which this service cannot build from JSON (f32 and i64 only)"
-        ))),
-    }
-}
-
-/// Walks a nested array that must be rectangular with `shape`, collecting its numbers.
-fn collect<'a>(
-    v: &'a Value,
-    shape: &[usize],
-    at: &mut Vec<usize>,
-    out: &mut Vec<&'a serde_json::Number>,
-) -> Result<(), String> {
-    let here = || at.iter().map(|i| format!("[{i}]")).collect::<String>();
-    let depth = at.len();
-    if depth == shape.len() {
-        return match v {
-            Value::Number(n) => {
-                out.push(n);
-                Ok(())
-            }
-            other => Err(format!("{} is {}; expected a number", here(), kind(other))),
-        };
-    }
-    match v {
-        Value::Array(items) if items.len() == shape[depth] => {
-            for (i, item) in items.iter().enumerate() {
-                at.push(i);
-                collect(item, shape, at, out)?;
-                at.pop();
-            }
-            Ok(())
-        }
-        Value::Array(items) => Err(format!(
-            "ragged array: {} has {} elements, but its first sibling has {} (shape {shape:?})",
-            if here().is_empty() {
-                "the top level".to_owned()
-            } else {
-                here()
-            },
-            items.len(),
-            shape[depth]
-        )),
-        other => Err(format!(
-            "{} is {}; expected an array of {} (shape {shape:?})",
-            here(),
-            kind(other),
-            shape[depth]
-        )),
+fn model_failed(model: &Served, version: String, e: &OnnxError) -> Answer {
+    tracing::error!(model = %model.name(), %version, error = %e, "model failed");
+    Answer {
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        body: json!({
+            "error": model.redact(&format!("model failed: {e}")),
+            "version": version,
+        }),
+        version: Some(version),
+        error_kind: Some("model"),
     }
 }
 

@@ -2,12 +2,18 @@
 //! flags (exit status 2) and the `BLUEGREEN_HOST` / `BLUEGREEN_PORT` fallbacks come from
 //! clap. The admin token is read from the environment only (`run` in serve.rs), never from
 //! a flag, so that it does not show in `ps`.
+//!
+//! One model (`--repo`, `--name`, `--version`, `--golden`) or many (`--model NAME=DIR`,
+//! repeated); the gate, watcher and limit flags apply to every model.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bluegreen::repository::{Repository, check_version_name};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
+
+use super::limits::Limits;
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -18,21 +24,31 @@ Environment:
 #[derive(Debug, Parser)]
 #[command(name = "serve", after_help = ENVIRONMENT)]
 struct Flags {
-    /// Model repository: DIR/<version>/<model file>
+    /// Model repository: DIR/<version>/<model file> (the one-model case)
     #[arg(long, value_name = "DIR", default_value = "models/digits")]
     repo: PathBuf,
     /// Model name in URLs [default: the repository directory's name]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "models")]
     name: Option<String>,
     /// Version to serve at start [default: 2; with --desired, the manifest's]
-    #[arg(long, value_name = "V")]
+    #[arg(long, value_name = "V", conflicts_with = "models")]
     version: Option<String>,
+    /// Golden set .npz with `inputs` and `labels` [default: DIR/golden.npz]
+    #[arg(long, value_name = "PATH", conflicts_with = "models")]
+    golden: Option<PathBuf>,
+    /// Serve model NAME from repository DIR (golden set DIR/golden.npz), starting on
+    /// VERSION [default: the newest complete version, else the newest]. Repeat for many
+    /// models; replaces --repo/--name/--version/--golden
+    #[arg(
+        long = "model",
+        value_name = "NAME=DIR[@VERSION]",
+        value_parser = model_arg,
+        conflicts_with_all = ["repo", "desired"]
+    )]
+    models: Vec<ModelArg>,
     /// Model file inside a version directory
     #[arg(long, value_name = "NAME", default_value = "model.onnx")]
     model_file: String,
-    /// Golden set .npz with `inputs` and `labels` [default: DIR/golden.npz]
-    #[arg(long, value_name = "PATH")]
-    golden: Option<PathBuf>,
     /// Accuracy gate on the golden set, 0..1
     #[arg(long, value_name = "F", default_value = "0.90", value_parser = fraction)]
     min_accuracy: f64,
@@ -56,16 +72,48 @@ struct Flags {
     /// Most rows per predict request
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = at_least_one)]
     max_batch: usize,
+    /// Most predict requests queued or running at once; more are shed (503 + Retry-After)
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = at_least_one)]
+    max_queue: usize,
+    /// Most open client connections; further clients wait in the listen backlog
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = at_least_one)]
+    max_connections: usize,
+    /// Largest request body in bytes (413 above)
+    #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024, value_parser = at_least_one)]
+    max_body_bytes: usize,
+    /// Time a client has to send a request's head (line and headers), counted from when the
+    /// server starts waiting for it; also closes connections that send nothing
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = millis)]
+    header_timeout_ms: u64,
+    /// Time a client has to send a request's whole body, counted from its head (408 after)
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = millis)]
+    body_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress for this long after its last
+    /// answer is closed
+    #[arg(long, value_name = "MS", default_value_t = 5_000, value_parser = millis)]
+    idle_timeout_ms: u64,
+    /// Longest a public request may take from its head to its answer, queue and body
+    /// included (503 after); admin operations are not limited
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = millis)]
+    request_timeout_ms: u64,
     /// Watch the repository for new complete versions: auto = swap to each, stage = stage
     /// and dry-run only (needs --features watch)
     #[arg(long, value_name = "MODE")]
     watch: Option<WatchMode>,
-    /// Fleet mode: converge to the version named in FILE (needs --features watch)
+    /// Fleet mode: converge to the version named in FILE (needs --features watch; one model)
     #[arg(long, value_name = "FILE")]
     desired: Option<PathBuf>,
     /// Watcher poll interval in ms (with --watch or --desired)
     #[arg(long, value_name = "N", default_value_t = 2000)]
     poll_ms: u64,
+}
+
+/// `--model NAME=DIR[@VERSION]`, parsed.
+#[derive(Debug, Clone)]
+struct ModelArg {
+    name: String,
+    repo: PathBuf,
+    version: Option<String>,
 }
 
 /// What the watcher does with a new complete version (`--watch`; the flag's doc says it).
@@ -75,20 +123,28 @@ pub enum WatchMode {
     Stage,
 }
 
+/// One model to serve, defaults resolved.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub repo: PathBuf,
+    /// The version to start on; `None` = the fleet manifest's (`--desired`).
+    pub version: Option<String>,
+    pub golden: PathBuf,
+}
+
 /// Command-line settings, defaults resolved.
 #[derive(Debug, Clone)]
 pub struct Args {
-    pub repo: PathBuf,
-    pub name: String,
-    pub version: Option<String>,
+    pub models: Vec<ModelSpec>,
     pub model_file: String,
-    pub golden: PathBuf,
     pub min_accuracy: f64,
     pub max_drop: Option<f64>,
     pub host: String,
     pub port: u16,
     pub workers: usize,
     pub max_batch: usize,
+    pub limits: Limits,
     pub watch: Option<WatchMode>,
     pub desired: Option<PathBuf>,
     pub poll: Duration,
@@ -99,45 +155,144 @@ impl Args {
     /// the usage for a bad flag, or for `--watch` / `--desired` in a build without `watch`.
     pub fn from_command_line() -> Args {
         let flags = Flags::parse();
+        let usage_error = |kind: ErrorKind, message: String| -> ! {
+            Flags::command().error(kind, message).exit()
+        };
         if cfg!(not(feature = "watch")) && (flags.watch.is_some() || flags.desired.is_some()) {
-            Flags::command()
-                .error(
-                    ErrorKind::ArgumentConflict,
-                    "--watch and --desired need the `watch` feature: \
-                     cargo run --features watch --example serve",
-                )
-                .exit();
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                "--watch and --desired need the `watch` feature: \
+                 cargo run --features watch --example serve"
+                    .to_owned(),
+            );
         }
-        let repo = flags.repo;
-        let name = flags.name.unwrap_or_else(|| {
-            repo.canonicalize()
-                .unwrap_or_else(|_| repo.clone())
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("model")
-                .to_owned()
-        });
-        let golden = flags.golden.unwrap_or_else(|| repo.join("golden.npz"));
+        let models = if flags.models.is_empty() {
+            let repo = flags.repo;
+            let name = flags.name.unwrap_or_else(|| {
+                repo.canonicalize()
+                    .unwrap_or_else(|_| repo.clone())
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("model")
+                    .to_owned()
+            });
+            if let Err(why) = check_model_name(&name) {
+                usage_error(ErrorKind::InvalidValue, format!("--name {name:?}: {why}"));
+            }
+            let golden = flags.golden.unwrap_or_else(|| repo.join("golden.npz"));
+            let version = match (flags.version, &flags.desired) {
+                (Some(v), _) => Some(v),
+                (None, Some(_)) => None,
+                (None, None) => Some("2".to_owned()),
+            };
+            vec![ModelSpec {
+                name,
+                golden,
+                version,
+                repo,
+            }]
+        } else {
+            let mut specs: Vec<ModelSpec> = Vec::new();
+            for m in flags.models {
+                if specs.iter().any(|s| s.name == m.name) {
+                    usage_error(
+                        ErrorKind::ArgumentConflict,
+                        format!("--model {}: the name is used twice", m.name),
+                    );
+                }
+                let version = match m.version {
+                    Some(v) => v,
+                    None => newest_version(&m.repo).unwrap_or_else(|why| {
+                        usage_error(
+                            ErrorKind::InvalidValue,
+                            format!("--model {}: {why}", m.name),
+                        )
+                    }),
+                };
+                specs.push(ModelSpec {
+                    golden: m.repo.join("golden.npz"),
+                    version: Some(version),
+                    name: m.name,
+                    repo: m.repo,
+                });
+            }
+            specs
+        };
         let workers = flags
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let ms = Duration::from_millis;
         Args {
-            repo,
-            name,
-            version: flags.version,
+            models,
             model_file: flags.model_file,
-            golden,
             min_accuracy: flags.min_accuracy,
             max_drop: flags.max_drop,
             host: flags.host,
             port: flags.port,
             workers,
             max_batch: flags.max_batch,
+            limits: Limits {
+                max_connections: flags.max_connections,
+                max_queue: flags.max_queue,
+                max_body_bytes: flags.max_body_bytes,
+                header_timeout: ms(flags.header_timeout_ms),
+                body_timeout: ms(flags.body_timeout_ms),
+                idle_timeout: ms(flags.idle_timeout_ms),
+                request_timeout: ms(flags.request_timeout_ms),
+            },
             watch: flags.watch,
             desired: flags.desired,
-            poll: Duration::from_millis(flags.poll_ms),
+            poll: ms(flags.poll_ms),
         }
     }
+}
+
+/// Model names go into URLs (`/v1/models/<name>:predict`) and metric labels.
+fn check_model_name(name: &str) -> Result<(), &'static str> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err("a model name is 1-64 characters from A-Z a-z 0-9 . _ -")
+    }
+}
+
+fn model_arg(value: &str) -> Result<ModelArg, String> {
+    let (name, rest) = value
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=DIR or NAME=DIR@VERSION".to_owned())?;
+    check_model_name(name).map_err(str::to_owned)?;
+    let (dir, version) = match rest.rsplit_once('@') {
+        Some((dir, v)) if !dir.is_empty() && check_version_name(v).is_ok() => {
+            (dir, Some(v.to_owned()))
+        }
+        _ => (rest, None),
+    };
+    if dir.is_empty() {
+        return Err("the repository directory is empty".to_owned());
+    }
+    Ok(ModelArg {
+        name: name.to_owned(),
+        repo: PathBuf::from(dir),
+        version,
+    })
+}
+
+/// The newest complete version of a repository, else its newest version.
+fn newest_version(repo: &std::path::Path) -> Result<String, String> {
+    let repo = Repository::new(repo);
+    let versions = repo.versions().map_err(|e| e.to_string())?;
+    versions
+        .iter()
+        .rev()
+        .find(|v| v.is_complete())
+        .or_else(|| versions.last())
+        .map(|v| v.version.clone())
+        .ok_or_else(|| "the repository has no version directory".to_owned())
 }
 
 fn fraction(value: &str) -> Result<f64, String> {
@@ -152,6 +307,15 @@ fn fraction(value: &str) -> Result<f64, String> {
 fn at_least_one(value: &str) -> Result<usize, String> {
     match value.parse() {
         Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
+fn millis(value: &str) -> Result<u64, String> {
+    match value.parse() {
+        Ok(0) => Err("must be at least 1 ms".to_owned()),
+        Ok(n) if n > 86_400_000 => Err("must be at most a day (86400000 ms)".to_owned()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{e}")),
     }

@@ -3,7 +3,8 @@
 //! Request-path series (requests, errors, latency, HTTP codes) are updated as requests
 //! finish. Deployment series (swaps, rollbacks, rejections, in-flight per slot, which
 //! version is where) come from `BlueGreen::status()` at scrape time, so they also count what
-//! happened without the HTTP API (the watcher, an automatic rollback).
+//! happened without the HTTP API (the watcher, an automatic rollback). Every model series
+//! has a `model` label; the server's own series (connections, queue) have none.
 
 use std::sync::Mutex;
 
@@ -13,28 +14,53 @@ use prometheus::{
     TextEncoder,
 };
 
+/// One model's state at scrape time.
+pub struct ModelSample<'a> {
+    pub name: &'a str,
+    pub status: Option<Status>,
+    pub ready: bool,
+    pub dry_run_failures: u64,
+}
+
+/// The server's state at scrape time.
+pub struct ServerSample {
+    pub open_connections: usize,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub shed: u64,
+    pub skipped: u64,
+    pub completed: u64,
+}
+
 /// Every series the service exports.
 pub struct Metrics {
     registry: Registry,
-    /// Predictions answered, by the version that answered.
+    /// Predictions answered, by model and the version that answered.
     pub requests: IntCounterVec,
-    /// Failed predictions, by version and kind (`input`: 400, `model`: 500).
+    /// Failed predictions, by model, version and kind (`input`: 400, `model`: 500).
     pub errors: IntCounterVec,
-    /// Prediction latency as the service sees it (queueing + inference + JSON), by version.
+    /// Prediction latency as the service sees it (queueing + inference + JSON), by model
+    /// and version.
     pub latency: HistogramVec,
     /// Every HTTP answer, by route template and status code.
     pub http: IntCounterVec,
-    swaps: IntCounter,
-    rollbacks: IntCounter,
-    rejections: IntCounter,
-    validation_failures: IntCounter,
+    swaps: IntCounterVec,
+    rollbacks: IntCounterVec,
+    rejections: IntCounterVec,
+    validation_failures: IntCounterVec,
     in_flight: IntGaugeVec,
     slot: IntGaugeVec,
-    ready: IntGauge,
-    /// Watcher promotions (and fleet-mode rollbacks to the desired version).
-    pub watch_promotions: IntCounter,
-    /// Candidates the watcher refused.
-    pub watch_refusals: IntCounter,
+    ready: IntGaugeVec,
+    open_connections: IntGauge,
+    queue_depth: IntGauge,
+    queue_capacity: IntGauge,
+    shed: IntCounter,
+    skipped: IntCounter,
+    completed: IntCounter,
+    /// Watcher promotions (and fleet-mode rollbacks to the desired version), by model.
+    pub watch_promotions: IntCounterVec,
+    /// Candidates the watcher refused, by model.
+    pub watch_refusals: IntCounterVec,
     scrape: Mutex<()>,
 }
 
@@ -56,21 +82,21 @@ impl Metrics {
         let m = Metrics {
             requests: counter_vec(
                 "bluegreen_requests_total",
-                "Predictions answered, by the model version that answered.",
-                &["version"],
+                "Predictions answered, by model and the version that answered.",
+                &["model", "version"],
             )?,
             errors: counter_vec(
                 "bluegreen_request_errors_total",
-                "Failed predictions by version and kind (input: bad request, model: model failure).",
-                &["version", "kind"],
+                "Failed predictions by model, version and kind (input: bad request, model: model failure).",
+                &["model", "version", "kind"],
             )?,
             latency: HistogramVec::new(
                 HistogramOpts::new(
                     "bluegreen_request_duration_seconds",
-                    "Prediction latency seen by the service (queue + inference + JSON), by version.",
+                    "Prediction latency seen by the service (queue + inference + JSON), by model and version.",
                 )
                 .buckets(BUCKETS.to_vec()),
-                &["version"],
+                &["model", "version"],
             )
             .map_err(err)?,
             http: counter_vec(
@@ -78,22 +104,25 @@ impl Metrics {
                 "HTTP answers by route template and status code.",
                 &["route", "code"],
             )?,
-            swaps: counter("bluegreen_swaps_total", "Completed swaps.")?,
-            rollbacks: counter(
+            swaps: counter_vec("bluegreen_swaps_total", "Completed swaps.", &["model"])?,
+            rollbacks: counter_vec(
                 "bluegreen_rollbacks_total",
                 "Completed rollbacks (manual and automatic).",
+                &["model"],
             )?,
-            rejections: counter(
+            rejections: counter_vec(
                 "bluegreen_rejections_total",
                 "Candidates refused by a swap (a gate or warm-up failed).",
+                &["model"],
             )?,
-            validation_failures: counter(
+            validation_failures: counter_vec(
                 "bluegreen_validation_failures_total",
                 "Failed validations: refused swaps plus failed dry runs and start-up checks.",
+                &["model"],
             )?,
             in_flight: IntGaugeVec::new(
                 Opts::new("bluegreen_in_flight", "Calls running on each slot's model now."),
-                &["slot"],
+                &["model", "slot"],
             )
             .map_err(err)?,
             slot: IntGaugeVec::new(
@@ -101,21 +130,53 @@ impl Metrics {
                     "bluegreen_slot_info",
                     "1 for the version each slot holds and its state.",
                 ),
-                &["slot", "version", "state"],
+                &["model", "slot", "version", "state"],
             )
             .map_err(err)?,
-            ready: IntGauge::new(
-                "bluegreen_ready",
-                "1 when the active model has passed its gates (readyz 200).",
+            ready: IntGaugeVec::new(
+                Opts::new(
+                    "bluegreen_ready",
+                    "1 when the model's active version has passed its gates.",
+                ),
+                &["model"],
             )
             .map_err(err)?,
-            watch_promotions: counter(
+            open_connections: IntGauge::new(
+                "bluegreen_open_connections",
+                "Client connections open now (at most --max-connections).",
+            )
+            .map_err(err)?,
+            queue_depth: IntGauge::new(
+                "bluegreen_queue_depth",
+                "Predict requests queued or running now (at most --max-queue).",
+            )
+            .map_err(err)?,
+            queue_capacity: IntGauge::new(
+                "bluegreen_queue_capacity",
+                "The inference queue's bound (--max-queue).",
+            )
+            .map_err(err)?,
+            shed: counter(
+                "bluegreen_shed_total",
+                "Predict requests refused with 503 because the inference queue was full.",
+            )?,
+            skipped: counter(
+                "bluegreen_skipped_total",
+                "Admitted predict requests not computed because their client had gone.",
+            )?,
+            completed: counter(
+                "bluegreen_inference_jobs_total",
+                "Predict jobs that ran to an answer on the inference pool.",
+            )?,
+            watch_promotions: counter_vec(
                 "bluegreen_watch_promotions_total",
                 "Versions the repository watcher moved traffic to.",
+                &["model"],
             )?,
-            watch_refusals: counter(
+            watch_refusals: counter_vec(
                 "bluegreen_watch_refusals_total",
                 "Candidates the repository watcher refused (load or gate failure).",
+                &["model"],
             )?,
             registry,
             scrape: Mutex::new(()),
@@ -133,6 +194,14 @@ impl Metrics {
         r.register(Box::new(m.in_flight.clone())).map_err(err)?;
         r.register(Box::new(m.slot.clone())).map_err(err)?;
         r.register(Box::new(m.ready.clone())).map_err(err)?;
+        r.register(Box::new(m.open_connections.clone()))
+            .map_err(err)?;
+        r.register(Box::new(m.queue_depth.clone())).map_err(err)?;
+        r.register(Box::new(m.queue_capacity.clone()))
+            .map_err(err)?;
+        r.register(Box::new(m.shed.clone())).map_err(err)?;
+        r.register(Box::new(m.skipped.clone())).map_err(err)?;
+        r.register(Box::new(m.completed.clone())).map_err(err)?;
         if watching {
             r.register(Box::new(m.watch_promotions.clone()))
                 .map_err(err)?;
@@ -142,36 +211,54 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Brings the deployment series up to date and renders everything.
-    pub fn render(&self, status: Option<&Status>, ready: bool, dry_run_failures: u64) -> String {
+    /// Brings the deployment and server series up to date and renders everything.
+    pub fn render(&self, models: &[ModelSample<'_>], server: &ServerSample) -> String {
         let _one_scrape_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        self.ready.set(i64::from(ready));
-        if let Some(s) = status {
-            advance(&self.swaps, s.swaps);
-            advance(&self.rollbacks, s.rollbacks);
-            advance(&self.rejections, s.rejections);
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let count = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.open_connections.set(count(server.open_connections));
+        self.queue_depth.set(count(server.queue_depth));
+        self.queue_capacity.set(count(server.queue_capacity));
+        advance(&self.shed, server.shed);
+        advance(&self.skipped, server.skipped);
+        advance(&self.completed, server.completed);
+        self.slot.reset();
+        for m in models {
+            let name = m.name;
+            self.ready
+                .with_label_values(&[name])
+                .set(i64::from(m.ready));
+            let Some(s) = &m.status else {
+                continue;
+            };
+            advance(&self.swaps.with_label_values(&[name]), s.swaps);
+            advance(&self.rollbacks.with_label_values(&[name]), s.rollbacks);
+            advance(&self.rejections.with_label_values(&[name]), s.rejections);
             advance(
-                &self.validation_failures,
-                s.rejections.saturating_add(dry_run_failures),
+                &self.validation_failures.with_label_values(&[name]),
+                s.rejections.saturating_add(m.dry_run_failures),
             );
-            self.slot.reset();
-            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             self.in_flight
-                .with_label_values(&["active"])
+                .with_label_values(&[name, "active"])
                 .set(gauge(s.active.in_flight));
             self.slot
-                .with_label_values(&["active", &s.active.version, &s.active.state.to_string()])
+                .with_label_values(&[
+                    name,
+                    "active",
+                    &s.active.version,
+                    &s.active.state.to_string(),
+                ])
                 .set(1);
             match &s.standby {
                 Some(sb) => {
                     self.in_flight
-                        .with_label_values(&["standby"])
+                        .with_label_values(&[name, "standby"])
                         .set(gauge(sb.in_flight));
                     self.slot
-                        .with_label_values(&["standby", &sb.version, &sb.state.to_string()])
+                        .with_label_values(&[name, "standby", &sb.version, &sb.state.to_string()])
                         .set(1);
                 }
-                None => self.in_flight.with_label_values(&["standby"]).set(0),
+                None => self.in_flight.with_label_values(&[name, "standby"]).set(0),
             }
         }
         TextEncoder::new()

@@ -241,13 +241,7 @@ impl<M: Model> BlueGreen<M> {
         let inner = &*self.inner;
         let started = Instant::now();
         let _admin = inner.admin.lock();
-        {
-            let st = inner.state.lock();
-            inner.refuse_during_canary(&st)?;
-            inner.refuse_during_bake(&st)?;
-        }
-        let candidate = inner.take_candidate()?;
-        let (report, warm_up, warm_up_calls) = inner.qualify(&candidate)?;
+        let (candidate, report, warm_up, warm_up_calls) = inner.qualify_candidate()?;
         inner.make_room_for_previous(&candidate)?;
         Ok(inner.flip_to(candidate, report, warm_up, warm_up_calls, started))
     }
@@ -335,6 +329,21 @@ impl<M: Model> Inner<M> {
             s.state = SlotState::Staged;
         }
         self.publish(&st);
+    }
+
+    /// What `swap` and `start_canary` share: refused during a canary or a bake, then the
+    /// staged candidate taken (marked validating) and qualified. Admin lock held.
+    pub(super) fn qualify_candidate(
+        &self,
+    ) -> Result<(Arc<Slot<M>>, ValidationReport, Duration, usize)> {
+        {
+            let st = self.state.lock();
+            self.refuse_during_canary(&st)?;
+            self.refuse_during_bake(&st)?;
+        }
+        let candidate = self.take_candidate()?;
+        let (report, warm_up, warm_up_calls) = self.qualify(&candidate)?;
+        Ok((candidate, report, warm_up, warm_up_calls))
     }
 
     /// Runs the gates and warm-up on a candidate taken with `take_candidate`. On failure
@@ -472,6 +481,7 @@ impl<M: Model> Inner<M> {
             shadow,
             self.config.validation_deadline,
             &self.hung,
+            &self.gate_worker,
         );
         drop(live);
         for check in report.checks.iter() {

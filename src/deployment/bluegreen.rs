@@ -17,6 +17,7 @@ use crate::model::Model;
 use crate::slot::{Hung, Slot};
 use crate::traffic::routing::Sessions;
 use crate::traffic::shadow::ShadowRuntime;
+use crate::validation::GateWorker;
 
 /// Longest accepted version label, in bytes.
 const MAX_VERSION_LEN: usize = 256;
@@ -116,6 +117,8 @@ pub(super) struct Inner<M: Model> {
     pub(super) faults: Arc<FaultLog>,
     /// Work abandoned past its deadline, still holding models.
     pub(super) hung: Hung,
+    /// The thread gates and warm-ups run on.
+    pub(super) gate_worker: GateWorker,
     /// The thread that calls the automatic-rollback hook, when one is configured.
     pub(super) hooks: Option<Hooks>,
     /// Declared last: dropped after everything that may hold a model, so it releases the

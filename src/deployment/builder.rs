@@ -21,6 +21,7 @@ use crate::slot::{Hung, Slot};
 use crate::traffic::bake::{AutoRollback, Bake};
 use crate::traffic::routing::{Affinity, Sessions};
 use crate::traffic::shadow::{Shadow, ShadowRuntime};
+use crate::validation::GateWorker;
 use crate::validation::validate::Validator;
 
 pub(super) type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
@@ -228,6 +229,7 @@ impl<M: Model> Builder<M> {
         };
         let faults = Arc::new(FaultLog::default());
         let hung = Hung::default();
+        let gate_worker = GateWorker::default();
         let slot = match Slot::new(model, &version, timed) {
             Ok(slot) => Arc::new(slot),
             Err((model, message)) => {
@@ -239,7 +241,7 @@ impl<M: Model> Builder<M> {
                 });
             }
         };
-        if let Err(e) = warm(&config, &hung, &faults, &slot) {
+        if let Err(e) = warm(&config, &hung, &faults, &gate_worker, &slot) {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
                 tracing::error!(target: "bluegreen", panic = %panic_text(payload.as_ref()),
                     "the refused initial model's drop panicked");
@@ -278,6 +280,7 @@ impl<M: Model> Builder<M> {
             config,
             faults,
             hung,
+            gate_worker,
             hooks,
             retirer,
         });

@@ -23,13 +23,7 @@ impl<M: Model> BlueGreen<M> {
         let basis_points =
             routing::basis_points(percent).ok_or(Error::InvalidPercent { percent })?;
         let _admin = inner.admin.lock();
-        {
-            let st = inner.state.lock();
-            inner.refuse_during_canary(&st)?;
-            inner.refuse_during_bake(&st)?;
-        }
-        let candidate = inner.take_candidate()?;
-        let (report, warm_up, warm_up_calls) = inner.qualify(&candidate)?;
+        let (candidate, report, warm_up, warm_up_calls) = inner.qualify_candidate()?;
         let mut st = inner.state.lock();
         if let Some(s) = st.candidate.as_mut() {
             s.state = SlotState::Canary;

@@ -1,6 +1,6 @@
-//! Warm-up before a model takes traffic: always, on a supervised thread with a deadline.
+//! Warm-up before a model takes traffic: always, on the gate worker with a deadline.
 //!
-//! A freshly loaded model's first calls are often far slower than steady state (111 µs vs
+//! It runs on the gate worker, like the gates. A freshly loaded model's first calls are often far slower than steady state (111 µs vs
 //! 2.4 µs on a small ONNX model), so no model becomes active cold. The samples come from,
 //! in order: the [configured samples](crate::Builder::warmup_samples); else the first gate
 //! that offers inputs ([`Validator::warm_up_inputs`](crate::Validator::warm_up_inputs) —
@@ -22,13 +22,14 @@ use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog};
 use crate::model::Model;
 use crate::slot::{Hung, HungWork, Slot};
-use crate::validation::supervise::{self, Supervised};
+use crate::validation::{GateWorker, Supervised};
 
 /// Warms `slot`; returns how many calls the model made.
 pub(super) fn warm<M: Model>(
     config: &Config<M>,
     hung: &Hung,
     faults: &FaultLog,
+    worker: &GateWorker,
     slot: &Arc<Slot<M>>,
 ) -> Result<usize> {
     let (samples, source) = if config.warmup.is_empty() {
@@ -49,7 +50,7 @@ pub(super) fn warm<M: Model>(
     let held = Arc::new(Arc::clone(slot));
     let (h, s) = (Arc::clone(&held), Arc::clone(&samples));
     let started = Instant::now();
-    let outcome = supervise::run("bluegreen-warmup", config.warmup_deadline, move || {
+    let outcome = worker.run(config.warmup_deadline, move || {
         h.model.warm_up(&s).map_err(|e| e.to_string())
     });
     let reason = match outcome {
@@ -104,6 +105,12 @@ pub(super) fn warm<M: Model>(
 impl<M: Model> super::bluegreen::Inner<M> {
     /// Warms a candidate (see the module docs).
     pub(super) fn warm(&self, slot: &Arc<Slot<M>>) -> Result<usize> {
-        warm(&self.config, &self.hung, &self.faults, slot)
+        warm(
+            &self.config,
+            &self.hung,
+            &self.faults,
+            &self.gate_worker,
+            slot,
+        )
     }
 }

@@ -11,10 +11,11 @@
 //!   answering it for a grace period, across swaps and rollbacks — as long as that model is
 //!   still loaded and not the one just rolled back from. Then the session moves.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
+use lru::LruCache;
 use parking_lot::Mutex;
 
 /// Basis points in 100 %.
@@ -55,8 +56,9 @@ impl Affinity {
         }
     }
 
-    /// At most this many sessions are remembered (expired ones are evicted first; past the
-    /// limit, new sessions are routed without being pinned). Default one million.
+    /// At most this many sessions are remembered (default one million). Past the limit a
+    /// new session displaces the one pinned longest ago — expired, or closest to expiring —
+    /// in constant time.
     pub fn max_sessions(mut self, sessions: usize) -> Self {
         self.max_sessions = sessions.max(SHARDS);
         self
@@ -71,27 +73,30 @@ struct Pin {
     since: Instant,
 }
 
-type Shard = CachePadded<Mutex<HashMap<u64, Pin>>>;
+/// Pins in the order they were made: pins are never refreshed (a session keeps its first
+/// version for the grace period), so the least recently *inserted* pin is also the one
+/// that expires first, and evicting it is what a full table should do.
+type Shard = CachePadded<Mutex<LruCache<u64, Pin>>>;
 
 /// Remembered sessions, sharded so that concurrent requests rarely share a lock.
 pub(crate) struct Sessions {
     shards: Box<[Shard]>,
     grace: Duration,
-    per_shard: usize,
 }
 
 impl Sessions {
     pub(crate) fn new(config: &Affinity) -> Self {
+        let per_shard =
+            NonZeroUsize::new(config.max_sessions.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
         Self {
             shards: (0..SHARDS)
-                .map(|_| CachePadded::new(Mutex::default()))
+                .map(|_| CachePadded::new(Mutex::new(LruCache::new(per_shard))))
                 .collect(),
             grace: config.grace,
-            per_shard: config.max_sessions.div_ceil(SHARDS),
         }
     }
 
-    fn shard(&self, hash: u64) -> &Mutex<HashMap<u64, Pin>> {
+    fn shard(&self, hash: u64) -> &Mutex<LruCache<u64, Pin>> {
         // High bits: the low ones pick the canary bucket.
         &self.shards[(hash >> 58) as usize % SHARDS]
     }
@@ -107,13 +112,20 @@ impl Sessions {
         routed: u64,
     ) -> u64 {
         let mut shard = self.shard(hash).lock();
-        if let Some(p) = shard.get(&hash)
+        // `peek`: a lookup does not make a pin younger.
+        if let Some(p) = shard.peek(&hash)
             && now.duration_since(p.since) < self.grace
             && loaded(p.generation)
         {
             return p.generation;
         }
-        self.insert(&mut shard, hash, routed, now);
+        shard.put(
+            hash,
+            Pin {
+                generation: routed,
+                since: now,
+            },
+        );
         routed
     }
 
@@ -122,7 +134,7 @@ impl Sessions {
     fn pinned(&self, hash: u64, now: Instant) -> Option<u64> {
         let shard = self.shard(hash).lock();
         shard
-            .get(&hash)
+            .peek(&hash)
             .filter(|p| now.duration_since(p.since) < self.grace)
             .map(|p| p.generation)
     }
@@ -130,20 +142,7 @@ impl Sessions {
     /// Pins the session to `generation` from `now` on.
     #[cfg(test)]
     fn pin(&self, hash: u64, generation: u64, now: Instant) {
-        self.insert(&mut self.shard(hash).lock(), hash, generation, now);
-    }
-
-    /// Pins under the shard's lock, evicting expired sessions when the shard is full; a
-    /// shard still full after that does not pin.
-    fn insert(&self, shard: &mut HashMap<u64, Pin>, hash: u64, generation: u64, now: Instant) {
-        if shard.len() >= self.per_shard && !shard.contains_key(&hash) {
-            let grace = self.grace;
-            shard.retain(|_, p| now.duration_since(p.since) < grace);
-            if shard.len() >= self.per_shard {
-                return;
-            }
-        }
-        shard.insert(
+        self.shard(hash).lock().put(
             hash,
             Pin {
                 generation,
@@ -189,19 +188,34 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_evicts_expired_sessions_then_stops_pinning() {
+    fn a_full_table_evicts_the_pin_made_longest_ago() {
+        // 128 sessions over 64 shards: two per shard. Hashes with the same high bits
+        // land in one shard.
+        let s = Sessions::new(&Affinity::new(Duration::from_secs(60)).max_sessions(128));
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        s.pin(1, 10, at(0));
+        s.pin(2, 20, at(1));
+        // Looking a pin up does not make it younger.
+        assert_eq!(s.route(1, at(2), |_| true, 99), 10);
+        s.pin(3, 30, at(3));
+        assert_eq!(s.pinned(1, at(4)), None, "the oldest pin made room");
+        assert_eq!(
+            (s.pinned(2, at(4)), s.pinned(3, at(4))),
+            (Some(20), Some(30))
+        );
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn re_pinning_a_session_replaces_its_pin_without_growing_the_table() {
         let s = Sessions::new(&Affinity::new(Duration::from_millis(10)).max_sessions(64));
         let t0 = Instant::now();
-        // All hashes with the same high bits land in one shard of capacity 1.
         s.pin(1, 1, t0);
-        s.pin(2, 1, t0);
-        assert_eq!(s.pinned(2, t0), None, "shard full: not pinned");
-        s.pin(2, 1, t0 + Duration::from_millis(20));
-        assert_eq!(
-            s.pinned(2, t0 + Duration::from_millis(21)),
-            Some(1),
-            "expired evicted"
-        );
+        // Expired: routed afresh and pinned to the routed generation.
+        assert_eq!(s.route(1, t0 + Duration::from_millis(20), |_| true, 2), 2);
+        // Its generation unloaded: the same.
+        assert_eq!(s.route(1, t0 + Duration::from_millis(21), |g| g != 2, 3), 3);
         assert_eq!(s.len(), 1);
     }
 }

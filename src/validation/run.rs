@@ -1,17 +1,17 @@
-//! Running the configured gates on a candidate: each on its own supervised thread, with
-//! its deadline, in configuration order.
+//! Running the configured gates on a candidate: one after another, in configuration
+//! order, each on the deployment's supervised gate worker with its deadline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::context::{Context, ShadowStatus};
 use super::report::{Check, CheckStatus, ValidationReport};
-use super::supervise::{self, Supervised};
 use super::validate::Validator;
+use super::worker::{GateWorker, Supervised};
 use crate::model::Model;
 use crate::slot::{Hung, HungWork, Slot};
 
-/// Runs every validator, in order, each on its own thread with its deadline.
+/// Runs every validator, in order, each on the gate worker with its deadline.
 pub(crate) fn run_all<M: Model>(
     validators: &[Arc<dyn Validator<M>>],
     candidate: &Arc<Slot<M>>,
@@ -19,6 +19,7 @@ pub(crate) fn run_all<M: Model>(
     shadow: Option<ShadowStatus>,
     default_deadline: Duration,
     hung: &Hung,
+    worker: &GateWorker,
 ) -> ValidationReport {
     let started = Instant::now();
     let cx = Arc::new(Context::new(
@@ -28,7 +29,7 @@ pub(crate) fn run_all<M: Model>(
     ));
     let checks: Vec<Check> = validators
         .iter()
-        .map(|v| run_one(v, &cx, default_deadline))
+        .map(|v| run_one(v, &cx, default_deadline, worker))
         .collect();
     let overran: Vec<&str> = checks
         .iter()
@@ -66,14 +67,13 @@ fn run_one<M: Model>(
     validator: &Arc<dyn Validator<M>>,
     cx: &Arc<Context<M>>,
     default_deadline: Duration,
+    worker: &GateWorker,
 ) -> Check {
     let name = validator.name().to_owned();
     let deadline = validator.deadline().unwrap_or(default_deadline);
     let started = Instant::now();
     let (v, c) = (Arc::clone(validator), Arc::clone(cx));
-    let outcome = supervise::run(&format!("bluegreen-gate-{name}"), deadline, move || {
-        v.validate(&c)
-    });
+    let outcome = worker.run(deadline, move || v.validate(&c));
     let elapsed = started.elapsed();
     let (status, measured, bound, interval, detail) = match outcome {
         Supervised::Done(v) => {

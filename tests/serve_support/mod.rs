@@ -217,15 +217,56 @@ impl Server {
         self.request("POST", path, &[], body.as_bytes())
     }
 
-    /// An admin call with `Authorization: Bearer <token>`.
+    /// An admin call on model `digits` with `Authorization: Bearer <token>`.
     pub fn admin(&self, method: &str, op: &str, token: &str, body: &str) -> Reply {
+        self.admin_model("digits", method, op, token, body)
+    }
+
+    /// An admin call on `model` with `Authorization: Bearer <token>`.
+    pub fn admin_model(
+        &self,
+        model: &str,
+        method: &str,
+        op: &str,
+        token: &str,
+        body: &str,
+    ) -> Reply {
         let auth = format!("Bearer {token}");
         self.request(
             method,
-            &format!("/admin/models/digits/{op}"),
+            &format!("/admin/models/{model}/{op}"),
             &[("Authorization", auth.as_str())],
             body.as_bytes(),
         )
+    }
+
+    /// The process id of the service.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The service's resident memory now, in KiB (`VmRSS` in /proc/<pid>/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("reading the service's /proc status: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in:\n{status}"))
+    }
+
+    /// The value of one Prometheus series (`name{labels}` exactly as exported), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics").text;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     pub fn request(

@@ -16,10 +16,9 @@ use super::limits::{apply, own_usage};
 use super::protocol::{CHILD_ENV, Frame, Job, PROTOCOL, write_frame};
 use crate::model::{Model, panic_message};
 use crate::slot::{Hung, Slot};
-use crate::validation::run_all;
-use crate::validation::supervise::{self, Supervised};
 use crate::validation::validate::{Check, CheckStatus};
 use crate::validation::validate::{ValidationReport, Validator};
+use crate::validation::{GateWorker, Supervised, run_all};
 
 /// The most the child reads of its job from stdin.
 const MAX_JOB_BYTES: u64 = 4 << 20;
@@ -117,8 +116,9 @@ fn run_trial<M: Model>(
         .map(|g| g.warm_up_inputs())
         .find(|i| !i.is_empty())
         .unwrap_or_default();
+    let worker = GateWorker::default();
     let s = Arc::clone(slot);
-    let outcome = supervise::run("bluegreen-quarantine-warmup", deadline, move || {
+    let outcome = worker.run(deadline, move || {
         s.model.warm_up(&inputs).map_err(|e| e.to_string())
     });
     let (status, detail) = match outcome {
@@ -141,7 +141,7 @@ fn run_trial<M: Model>(
         elapsed: started.elapsed(),
     };
     let mut report = if warm_up.passed() {
-        run_all(gates, slot, slot, None, deadline, &Hung::default())
+        run_all(gates, slot, slot, None, deadline, &Hung::default(), &worker)
     } else {
         ValidationReport {
             candidate: slot.version.to_owned(),

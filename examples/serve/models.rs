@@ -1,0 +1,312 @@
+//! The models one process serves, as TF Serving, Triton and MLServer do: each has its own
+//! repository, `BlueGreen` deployment, gates on its own golden set, start-up check,
+//! watcher, operation lock and metric labels. `--model NAME=DIR` (repeated) names them;
+//! `--repo` alone is the one-model case.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bluegreen::gates::{GoldenGates, SchemaGate};
+use bluegreen::onnx::ndarray::{Axis, Slice};
+use bluegreen::onnx::{Inputs, OnnxBinding, OnnxConfig, OnnxModel};
+use bluegreen::repository::Repository;
+use bluegreen::{BlueGreen, GoldenSet, ValidationReport};
+
+use super::flags::{Args, ModelSpec};
+use super::metrics::Metrics;
+
+/// Where a model's start-up is.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Loading and checking the initial model.
+    Loading,
+    /// Serving. `initial_passed` says whether the initial model passed its gates; a model
+    /// that reached the active slot through a swap passed them by construction.
+    Serving {
+        initial_generation: u64,
+        initial_passed: bool,
+        report: Option<ValidationReport>,
+        note: Option<String>,
+    },
+}
+
+/// One served model.
+pub struct Served {
+    pub spec: ModelSpec,
+    pub repo: Repository,
+    pub onnx: OnnxConfig,
+    pub bg: OnceLock<Arc<BlueGreen<OnnxModel>>>,
+    pub phase: Mutex<Phase>,
+    /// Serializes admin sequences with the watcher's (stage → swap must not interleave).
+    pub op_lock: Arc<Mutex<()>>,
+    /// Failed dry runs (admin validate, start-up check, watcher stage-only), for metrics.
+    pub dry_run_failures: Arc<AtomicU64>,
+    model_file: String,
+    #[cfg(feature = "watch")]
+    pub watcher: OnceLock<bluegreen::watch::Watcher>,
+}
+
+impl Served {
+    fn new(spec: ModelSpec, args: &Args) -> Self {
+        Served {
+            repo: Repository::new(&spec.repo),
+            onnx: OnnxConfig::new().pool_size(args.workers).intra_threads(1),
+            bg: OnceLock::new(),
+            phase: Mutex::new(Phase::Loading),
+            op_lock: Arc::new(Mutex::new(())),
+            dry_run_failures: Arc::new(AtomicU64::new(0)),
+            model_file: args.model_file.clone(),
+            #[cfg(feature = "watch")]
+            watcher: OnceLock::new(),
+            spec,
+        }
+    }
+
+    /// The name in URLs and metric labels.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Whether this model should get traffic, and if not, why.
+    pub fn readiness(&self) -> Result<String, String> {
+        let Some(bg) = self.bg.get() else {
+            return Err("loading the initial model".to_owned());
+        };
+        let active = bg.active();
+        let phase = self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match phase {
+            Phase::Loading => Err("loading the initial model".to_owned()),
+            Phase::Serving {
+                initial_generation,
+                initial_passed,
+                report,
+                note,
+            } => {
+                if active.generation() != initial_generation || initial_passed {
+                    Ok(active.version().to_owned())
+                } else {
+                    let why = match (report, note) {
+                        (Some(r), _) => format!("failed: {}", r.failure_summary()),
+                        (None, Some(n)) => n,
+                        (None, None) => "was not checked".to_owned(),
+                    };
+                    Err(format!(
+                        "the active model {} has not passed its gates: the start-up check {why}",
+                        active.version()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The model file inside a version directory.
+    pub fn model_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.model_file)
+    }
+
+    /// `text` with this model's repository path replaced by `<NAME>`: answers name models
+    /// and versions, never where they live on the server's disk.
+    pub fn redact(&self, text: &str) -> String {
+        let root = self.repo.root();
+        let mut forms: Vec<String> = vec![root.display().to_string()];
+        if let Ok(abs) = std::path::absolute(root) {
+            forms.push(abs.display().to_string());
+        }
+        if let Ok(canonical) = root.canonicalize() {
+            forms.push(canonical.display().to_string());
+        }
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        let mut out = text.to_owned();
+        for form in forms.iter().filter(|f| !f.is_empty()) {
+            out = out.replace(form.as_str(), &format!("<{}>", self.spec.name));
+        }
+        out
+    }
+}
+
+/// Every served model, in the order given on the command line.
+pub struct Models(Vec<Arc<Served>>);
+
+impl Models {
+    /// One entry per `--model` (or the one `--repo`).
+    pub fn new(args: &Args) -> Self {
+        Models(
+            args.models
+                .iter()
+                .map(|spec| Arc::new(Served::new(spec.clone(), args)))
+                .collect(),
+        )
+    }
+
+    /// The model named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Served>> {
+        self.0.iter().find(|m| m.spec.name == name)
+    }
+
+    /// Every model.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Served>> {
+        self.0.iter()
+    }
+
+    /// The models, owned.
+    #[cfg(feature = "watch")]
+    pub fn into_vec(self) -> Vec<Arc<Served>> {
+        self.0
+    }
+
+    /// The names, for messages.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|m| m.name()).collect()
+    }
+}
+
+/// Loads a model's initial version, builds its gated deployment, checks the initial model
+/// against the gates, and starts its watcher if asked.
+pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result<(), String> {
+    let name = model.name().to_owned();
+    let version = initial_version(&model.spec, args)?;
+    let dir = model
+        .repo
+        .version(&version)
+        .map_err(|e| format!("model {name}: initial version: {e}"))?;
+    if args.desired.is_some() && !dir.is_complete() {
+        // Fleet mode follows the completion rule from the start: a replica whose repository
+        // is still being synced must not load a half-copied model; it fails, and is
+        // restarted, until the version is complete.
+        return Err(format!(
+            "initial version {version} is not complete yet: {} has no {} marker",
+            dir.path.display(),
+            model.repo.marker()
+        ));
+    }
+    let golden = GoldenSet::npz(&model.spec.golden)
+        .inputs("inputs")
+        .labels("labels")
+        .load()
+        .map_err(|e| format!("model {name}: golden set: {e}"))?;
+    let gates = GoldenGates::new(golden.clone(), OnnxBinding::classifier());
+    let rows = |n: usize| {
+        let n = n.min(golden.len());
+        Inputs::single(
+            golden
+                .inputs()
+                .slice_axis(Axis(0), Slice::from(0..n))
+                .to_owned(),
+        )
+    };
+    let mut builder = BlueGreen::builder()
+        .validator(SchemaGate::like_live().same_metadata_as_live("feature_schema"))
+        .validator(gates.accuracy(args.min_accuracy))
+        .validator(gates.sanity())
+        .warmup_samples(vec![rows(1), rows(8)]);
+    if let Some(max_drop) = args.max_drop {
+        builder = builder.validator(gates.regression(max_drop));
+    }
+    let path = model.model_path(&dir.path);
+    let loaded = model
+        .onnx
+        .load(&path)
+        .map_err(|e| format!("model {name}: initial model {version}: {e}"))?;
+    let bg = Arc::new(
+        builder
+            .build(version.clone(), loaded)
+            .map_err(|e| format!("model {name}: initial model {version}: {e}"))?,
+    );
+    let initial_generation = bg.active().generation();
+
+    // The gates judge candidates; the initial model never was one: run them on it now.
+    let report = bg.validate_active();
+    let initial_passed = report.passed();
+    if initial_passed {
+        tracing::info!(model = %name, %version, "initial model passed its gates; ready");
+    } else {
+        model.dry_run_failures.fetch_add(1, Ordering::Relaxed);
+        let why = report.failure_summary();
+        tracing::error!(model = %name, %version, %why,
+            "initial model failed its gates: serving it, but NOT ready (readyz 503)");
+    }
+    if model.bg.set(Arc::clone(&bg)).is_err() {
+        return Err(format!("model {name}: deployment started twice"));
+    }
+    *model.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Serving {
+        initial_generation,
+        initial_passed,
+        report: Some(report),
+        note: None,
+    };
+    start_watcher(model, bg, args, metrics)
+}
+
+/// The version to start with: the model's own, else the fleet manifest's.
+fn initial_version(spec: &ModelSpec, args: &Args) -> Result<String, String> {
+    if let Some(v) = &spec.version {
+        return Ok(v.clone());
+    }
+    #[cfg(feature = "watch")]
+    if let Some(path) = &args.desired {
+        return bluegreen::repository::read_desired_version(path).map_err(|e| e.to_string());
+    }
+    let _ = args;
+    Ok("2".to_owned())
+}
+
+#[cfg(not(feature = "watch"))]
+fn start_watcher(
+    _: &Arc<Served>,
+    _: Arc<BlueGreen<OnnxModel>>,
+    _: &Args,
+    _: &Arc<Metrics>,
+) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(feature = "watch")]
+fn start_watcher(
+    model: &Arc<Served>,
+    bg: Arc<BlueGreen<OnnxModel>>,
+    args: &Args,
+    metrics: &Arc<Metrics>,
+) -> Result<(), String> {
+    use bluegreen::watch::{WatchEvent, WatchPolicy, Watcher};
+
+    use super::flags::WatchMode;
+
+    if args.watch.is_none() && args.desired.is_none() {
+        return Ok(());
+    }
+    let policy = match args.watch {
+        Some(WatchMode::Stage) => WatchPolicy::StageOnly,
+        _ => WatchPolicy::AutoPromote,
+    };
+    let metrics = Arc::clone(metrics);
+    let dry_run_failures = Arc::clone(&model.dry_run_failures);
+    let name = model.name().to_owned();
+    let mut builder = Watcher::builder(model.repo.clone())
+        .policy(policy)
+        .poll_interval(args.poll)
+        .operation_lock(Arc::clone(&model.op_lock))
+        .on_event(move |event| {
+            tracing::info!(target: "serve::watch", model = %name, "{event}");
+            match event {
+                WatchEvent::Promoted(_) | WatchEvent::RolledBack(_) => {
+                    metrics.watch_promotions.with_label_values(&[&name]).inc();
+                }
+                WatchEvent::Refused(_) => metrics.watch_refusals.with_label_values(&[&name]).inc(),
+                WatchEvent::Validated(r) if !r.passed() => {
+                    dry_run_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        });
+    if let Some(manifest) = &args.desired {
+        builder = builder.follow_manifest(manifest);
+    }
+    let onnx = model.onnx.clone();
+    let model_file = args.model_file.clone();
+    let watcher = builder
+        .spawn(bg, move |v| onnx.load(v.file(&model_file)))
+        .map_err(|e| format!("model {}: watcher: {e}", model.name()))?;
+    let _ = model.watcher.set(watcher);
+    Ok(())
+}
