@@ -51,6 +51,14 @@
 //!   [`predict_keyed`](BlueGreen::predict_keyed), which routes by a stable hash of a
 //!   request key.
 //!
+//! ## Untrusted candidates (feature `quarantine`, default)
+//!
+//! [`stage_quarantined`](BlueGreen::stage_quarantined) first qualifies a candidate file in
+//! a child process — the application's binary re-executed, under address-space, CPU-time
+//! and wall-clock caps — and loads it only if it passed; an endless loop, a memory bomb or a
+//! crash is a typed refusal naming its cause, and never runs in the serving process. See
+//! `quarantine`.
+//!
 //! Built-in gates live in [`gates`] (golden-set quality, regression against the live model,
 //! sanity, schema, latency); the `onnx` module (feature `onnx`, default) is the ONNX
 //! Runtime backend.
