@@ -23,9 +23,8 @@ type Loader<M> = Arc<dyn Fn(&Path) -> Result<M, BoxError> + Send + Sync>;
 /// [`stage_quarantined`](crate::BlueGreen::stage_quarantined).
 ///
 /// It names the loader the child runs (registered in the child's [`Hook`](super::Hook);
-/// `OnnxModel`'s is built in — see [`Quarantine::onnx`](crate::onnx::OnnxTrial)), the
-/// settings that loader reads, the caps, and how the serving process loads a candidate
-/// that passed.
+/// `OnnxModel`'s is built in: `Quarantine::onnx(OnnxTrial)`), the settings that loader
+/// reads, the caps, and how the serving process loads a candidate that passed.
 ///
 /// ```
 /// use bluegreen::quarantine::Quarantine;

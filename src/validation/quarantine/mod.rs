@@ -14,7 +14,8 @@
 //! |---|---|
 //! | `config.rs` | [`Quarantine`]: loader, settings, caps, program; `qualify`, the serving process's `load`; content hashes |
 //! | `child.rs` | [`Hook`], [`Trial`]: the child's entry point, its loaders, the trial it runs |
-//! | `parent.rs` | starting and watching the child; how it ended, as a verdict |
+//! | `parent.rs` | starting and watching the child: caps, deadlines, its output |
+//! | `verdict.rs` | how the child ended, as a verdict: the report and the refusal naming the cause |
 //! | `protocol.rs` | [`Job`], the frames, the bounded frame parser |
 //! | `limits.rs` | the caps, and the child capping itself (`setrlimit`) |
 //! | `usage.rs` | [`Usage`]: peak memory and CPU time from `/proc` and `getrusage` |
@@ -29,6 +30,7 @@ mod parent;
 mod protocol;
 mod report;
 mod usage;
+mod verdict;
 
 pub use child::{Hook, Trial};
 pub use config::Quarantine;

@@ -10,7 +10,7 @@
 //! for).
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use super::limits::Limits;
 use super::protocol::{CHILD_ENV, Frame, FrameParser, Job, PROTOCOL};
 use super::report::QuarantineReport;
 use super::usage::{Sampler, Usage};
+use super::verdict::classify;
 
 /// How often the parent looks at the child.
 const TICK: Duration = Duration::from_millis(2);
@@ -54,7 +55,7 @@ impl Default for Program {
 
 /// Why the parent killed the child.
 #[derive(Debug, Clone, PartialEq)]
-enum Kill {
+pub(super) enum Kill {
     Wall,
     Cpu(Duration),
     Silent,
@@ -155,12 +156,12 @@ pub(crate) fn run(program: &Program, limits: &Limits, job: &Job) -> QuarantineRe
 
 /// What the parent saw of the child while it ran.
 #[derive(Default)]
-struct Seen {
-    hello: bool,
-    garbage: Option<String>,
-    last: Option<Frame>,
-    peak: Option<u64>,
-    cpu: Option<Duration>,
+pub(super) struct Seen {
+    pub(super) hello: bool,
+    pub(super) garbage: Option<String>,
+    pub(super) last: Option<Frame>,
+    pub(super) peak: Option<u64>,
+    pub(super) cpu: Option<Duration>,
 }
 
 /// Watches the child until it ended; returns its exit status (`None` when it could not be
@@ -381,186 +382,4 @@ fn setup_failed(mut report: QuarantineReport, reason: String) -> QuarantineRepor
         "quarantine could not start");
     report.refusal = Some(QuarantineError::Setup { reason });
     report
-}
-
-/// Words that say an allocation failed (Rust's alloc error handler, C++'s `bad_alloc`,
-/// ONNX Runtime's allocators, glibc's `ENOMEM`).
-const OUT_OF_MEMORY: &[&str] = &[
-    "memory allocation of",
-    "bad_alloc",
-    "bad allocation",
-    "failed to allocate",
-    "cannot allocate memory",
-    "out of memory",
-];
-
-fn out_of_memory(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    OUT_OF_MEMORY.iter().any(|w| lower.contains(w))
-}
-
-/// How the child ended, as a verdict: the child's report (if any) and the refusal (if
-/// any).
-fn classify(
-    exe: &Path,
-    limits: &Limits,
-    usage: &Usage,
-    status: Option<ExitStatus>,
-    kill: Option<Kill>,
-    seen: Seen,
-    stderr: String,
-) -> (
-    Option<crate::validation::validate::ValidationReport>,
-    Option<QuarantineError>,
-) {
-    use QuarantineError as Q;
-    let memory = |detail: String| Q::ExceededMemory {
-        limit: limits.memory.unwrap_or(u64::MAX),
-        detail,
-    };
-    let stderr = last_lines(&stderr);
-    match kill {
-        Some(Kill::Wall) => return (None, Some(Q::ExceededWallTime { limit: limits.wall })),
-        Some(Kill::Cpu(used)) => {
-            let limit = limits.cpu.unwrap_or_default();
-            return (None, Some(Q::ExceededCpu { limit, used }));
-        }
-        Some(Kill::Garbage(reason)) => return (None, Some(Q::Garbage { reason })),
-        Some(Kill::Silent) => {
-            let detail = format!("no hello within {:?}", limits.handshake);
-            let program = exe.to_path_buf();
-            return (
-                None,
-                Some(Q::NoHook {
-                    program,
-                    detail,
-                    stderr,
-                }),
-            );
-        }
-        Some(Kill::Done) | None => {}
-    }
-    // Garbage seen just before the child ended (it may exit, e.g. on SIGPIPE, before the
-    // parent got to kill it).
-    if let Some(reason) = seen.garbage {
-        return (None, Some(Q::Garbage { reason }));
-    }
-    if !seen.hello {
-        let detail = match status {
-            Some(s) => format!("it {}", describe(s)),
-            None => "it ended without a word".to_owned(),
-        };
-        let program = exe.to_path_buf();
-        return (
-            None,
-            Some(Q::NoHook {
-                program,
-                detail,
-                stderr,
-            }),
-        );
-    }
-    match seen.last {
-        Some(Frame::Verdict { report, .. }) => {
-            if report.passed() {
-                return (Some(report), None);
-            }
-            let alloc = report
-                .failures()
-                .map(|c| c.detail.as_str())
-                .find(|d| limits.memory.is_some() && out_of_memory(d))
-                .map(str::to_owned);
-            let refusal = match alloc {
-                Some(detail) => memory(detail),
-                None => Q::Refused(Box::new(report.clone())),
-            };
-            return (Some(report), Some(refusal));
-        }
-        Some(Frame::LoadFailed { reason, .. }) => {
-            let refusal = if limits.memory.is_some() && out_of_memory(&reason) {
-                memory(reason)
-            } else {
-                Q::FailedToLoad { reason }
-            };
-            return (None, Some(refusal));
-        }
-        Some(Frame::UnknownLoader { name, available }) => {
-            return (None, Some(Q::UnknownLoader { name, available }));
-        }
-        Some(Frame::BadJob { reason }) => return (None, Some(Q::Setup { reason })),
-        Some(Frame::Hello { .. } | Frame::Loaded { .. }) | None => {}
-    }
-    // No verdict: how did it end?
-    let Some(status) = status else {
-        return (
-            None,
-            Some(Q::Exited {
-                status: "ended (not reaped: no exit status)".to_owned(),
-                stderr,
-            }),
-        );
-    };
-    #[cfg(unix)]
-    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
-        let name = signal_name(signal);
-        let cpu_cap_hit = match (limits.cpu, usage.cpu) {
-            (Some(cap), Some(used)) => used + Duration::from_millis(50) >= cap,
-            _ => false,
-        };
-        if name == "SIGXCPU" || (name == "SIGKILL" && cpu_cap_hit) {
-            let limit = limits.cpu.unwrap_or_default();
-            let used = usage.cpu.unwrap_or(limit).max(limit);
-            return (None, Some(Q::ExceededCpu { limit, used }));
-        }
-        if limits.memory.is_some() && out_of_memory(&stderr) {
-            return (None, Some(memory(stderr)));
-        }
-        return (
-            None,
-            Some(Q::Crashed {
-                signal,
-                name,
-                stderr,
-            }),
-        );
-    }
-    if limits.memory.is_some() && out_of_memory(&stderr) {
-        return (None, Some(memory(stderr)));
-    }
-    let status = describe(status);
-    (None, Some(Q::Exited { status, stderr }))
-}
-
-fn describe(status: ExitStatus) -> String {
-    #[cfg(unix)]
-    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
-        return format!("was killed by signal {signal} ({})", signal_name(signal));
-    }
-    match status.code() {
-        Some(code) => format!("exited with status {code}"),
-        None => status.to_string(),
-    }
-}
-
-#[cfg(unix)]
-fn signal_name(signal: i32) -> String {
-    nix::sys::signal::Signal::try_from(signal)
-        .map(|s| s.as_str().to_owned())
-        .unwrap_or_else(|_| format!("signal {signal}"))
-}
-
-/// The last few lines of a stderr tail, trimmed for an error message.
-fn last_lines(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let from = lines.len().saturating_sub(8);
-    let text = lines[from..].join("\n");
-    if text.len() > 1500 {
-        let cut = text.len() - 1500;
-        let start = (cut..text.len())
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(cut);
-        format!("…{}", &text[start..])
-    } else {
-        text
-    }
 }
