@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::bluegreen::{BlueGreen, Inner, checked_version};
 use super::error::{Error, Result};
-use super::faults::{FaultKind, panic_text};
+use super::faults::{FaultKind, FaultLog, panic_text};
 use super::report::{RollbackReport, StageReport, SwapReport};
 use super::state::{BakeRun, Standby, State, Which, not_a_candidate};
 use super::status::SlotState;
@@ -73,8 +73,12 @@ impl<M: Model> BlueGreen<M> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &*self.inner;
+        // Until it is used, the loader (and the model `stage` was given) is disposed of
+        // inside `catch_unwind` whatever refuses the stage: its `Drop` is untrusted.
+        let mut load = Unused::new(load, &inner.faults, &version);
         let version = checked_version(version)?;
         let _admin = inner.admin.lock();
+        let deadline = Instant::now() + inner.config.drain_timeout;
         let mut retire_previous = inner.config.memory_tight;
         {
             let st = inner.state.lock();
@@ -99,26 +103,24 @@ impl<M: Model> BlueGreen<M> {
                 _ => {}
             }
         }
-        let mut retired = Vec::new();
-        let mut drain_wait = Duration::ZERO;
-        let slots = [
-            Some(Which::Candidate),
-            retire_previous.then_some(Which::Previous),
-        ];
-        for which in slots.into_iter().flatten() {
-            if let Some((v, wait)) = inner.retire(which, wait_for_drop)? {
-                retired.push(v);
-                drain_wait += wait;
-            }
-        }
-        // `stage_with` promises the models it replaces are gone before it loads: also any
-        // model an earlier operation retired that the retirer is still dropping (bounded).
-        if wait_for_drop && !inner.retirer.wait_until_empty(inner.config.drain_timeout) {
+        let slots: &[Which] = if retire_previous {
+            &[Which::Candidate, Which::Previous]
+        } else {
+            &[Which::Candidate]
+        };
+        let drained = inner.retire(slots, wait_for_drop, deadline)?;
+        let drain_wait = drained.last().map_or(Duration::ZERO, |(_, wait)| *wait);
+        let retired = drained.into_iter().map(|(v, _)| v).collect();
+        // `stage_with` loads only once the models it replaces are gone — and any model an
+        // earlier operation retired that the retirer is still dropping — waiting for them
+        // until the same deadline; past it, it loads all the same (at most `max_retiring`
+        // models are still in their `Drop` then).
+        if wait_for_drop && !inner.retirer.wait_until_empty(deadline) {
             tracing::warn!(target: "bluegreen", %version, still = ?inner.retirer.backlog(),
                 "loading while retired models are still being dropped");
         }
         let load_started = Instant::now();
-        let model = match catch_unwind(AssertUnwindSafe(load)) {
+        let model = match catch_unwind(AssertUnwindSafe(load.take())) {
             Ok(Ok(model)) => model,
             Ok(Err(e)) => {
                 tracing::warn!(target: "bluegreen", %version, "candidate failed to load");
@@ -176,7 +178,9 @@ impl<M: Model> BlueGreen<M> {
                 Which::Previous
             }
         };
-        Ok(inner.retire(which, true)?.map(|(v, _)| v))
+        let deadline = Instant::now() + inner.config.drain_timeout;
+        let retired = inner.retire(&[which], true, deadline)?;
+        Ok(retired.into_iter().next().map(|(v, _)| v))
     }
 
     /// Runs every gate on the staged candidate without swapping (a dry run).
@@ -342,7 +346,15 @@ impl<M: Model> Inner<M> {
             self.refuse_during_bake(&st)?;
         }
         let candidate = self.take_candidate()?;
-        let (report, warm_up, warm_up_calls) = self.qualify(&candidate)?;
+        // Should anything unwind from here (gate or model code bluegreen did not catch),
+        // the candidate goes back to staged instead of being left validating for good.
+        let guard = StagedAgainOnUnwind {
+            inner: self,
+            candidate: Some(&candidate),
+        };
+        let qualified = self.qualify(&candidate);
+        std::mem::forget(guard);
+        let (report, warm_up, warm_up_calls) = qualified?;
         Ok((candidate, report, warm_up, warm_up_calls))
     }
 
@@ -371,11 +383,15 @@ impl<M: Model> Inner<M> {
     /// is retired (the old active takes its place). On failure the candidate is staged
     /// again, unharmed.
     pub(super) fn make_room_for_previous(&self, candidate: &Arc<Slot<M>>) -> Result<()> {
-        self.retire(Which::Previous, false)
-            .map(drop)
-            .inspect_err(|_| {
-                self.untake_candidate(candidate);
-            })
+        self.retire_previous().inspect_err(|_| {
+            self.untake_candidate(candidate);
+        })
+    }
+
+    /// Retires the previous model (before the active one takes its place).
+    pub(super) fn retire_previous(&self) -> Result<()> {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        self.retire(&[Which::Previous], false, deadline).map(drop)
     }
 
     /// The flip: `candidate` becomes active, the old active becomes the previous model.
@@ -530,5 +546,60 @@ fn no_candidate<M: Model>(st: &State<M>) -> Error {
     match &st.previous {
         Some(p) => not_a_candidate(p),
         None => Error::NothingStaged,
+    }
+}
+
+/// Puts a candidate taken for qualification back to staged if qualification unwinds.
+struct StagedAgainOnUnwind<'a, M: Model> {
+    inner: &'a Inner<M>,
+    candidate: Option<&'a Arc<Slot<M>>>,
+}
+
+impl<M: Model> Drop for StagedAgainOnUnwind<'_, M> {
+    fn drop(&mut self) {
+        if let Some(candidate) = self.candidate.take() {
+            self.inner.untake_candidate(candidate);
+        }
+    }
+}
+
+/// What `stage` was given (a loader, which may own the model), until it is used. Dropped
+/// unused — the stage was refused — it is released inside `catch_unwind`, a panicking
+/// `Drop` counted as a fault: a refusal never becomes a panic in the caller.
+struct Unused<'a, F> {
+    load: Option<F>,
+    faults: &'a FaultLog,
+    version: String,
+}
+
+impl<'a, F> Unused<'a, F> {
+    fn new(load: F, faults: &'a FaultLog, version: &str) -> Self {
+        Self {
+            load: Some(load),
+            faults,
+            version: version.to_owned(),
+        }
+    }
+
+    /// The loader, to be called now (once).
+    fn take(&mut self) -> F {
+        match self.load.take() {
+            Some(load) => load,
+            None => unreachable!("stage_inner takes its loader once"),
+        }
+    }
+}
+
+impl<F> Drop for Unused<'_, F> {
+    fn drop(&mut self) {
+        if let Some(load) = self.load.take()
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(load)))
+        {
+            self.faults.record(
+                FaultKind::DropPanicked,
+                Some(&self.version),
+                panic_text(payload.as_ref()),
+            );
+        }
     }
 }

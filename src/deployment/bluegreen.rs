@@ -2,6 +2,7 @@
 //! construction, and how it shuts down.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
@@ -155,18 +156,27 @@ impl<M: Model> Drop for Inner<M> {
         // Stop the shadow worker and clear every route, then hand both models to the
         // retirer, so their last references are released on its thread when
         // `self.retirer` (the last field) shuts it down.
+        // One deadline for every thread to stop, not one each.
+        let deadline = Instant::now() + self.config.shutdown_timeout;
         if let Some(shadow) = self.shadow.as_mut() {
-            shadow.shutdown();
+            shadow.shutdown(deadline);
         }
         self.unpublish();
         self.retirer.hold_until_shutdown(self.active.load_full());
         let st = self.state.get_mut();
         let slots = [st.candidate.take(), st.previous.take()]
             .into_iter()
-            .chain([st.draining.take().map(|(_, s)| s)]);
-        for s in slots.flatten() {
+            .flatten()
+            .chain(std::mem::take(&mut st.draining).into_iter().map(|(_, s)| s));
+        for s in slots {
             self.retirer.hold_until_shutdown(s.slot);
         }
+        if let Some(hooks) = self.hooks.as_mut() {
+            hooks.shutdown(deadline);
+        }
+        // The retirer itself stops when it is dropped, as the last field: after the
+        // active pointer, so that the reference it holds is the model's last.
+        self.retirer.stop_by(deadline);
     }
 }
 

@@ -20,7 +20,7 @@ use crate::model::Model;
 use crate::slot::{Hung, Slot};
 use crate::traffic::bake::{AutoRollback, Bake};
 use crate::traffic::routing::{Affinity, Sessions};
-use crate::traffic::shadow::{Shadow, ShadowRuntime};
+use crate::traffic::shadow::{OnPanic, Shadow, ShadowPanic, ShadowRuntime};
 use crate::validation::GateWorker;
 use crate::validation::validate::Validator;
 
@@ -35,6 +35,7 @@ pub(super) struct Config<M: Model> {
     pub(super) bake: Option<Bake>,
     pub(super) timed: bool,
     pub(super) memory_tight: bool,
+    pub(super) shutdown_timeout: Duration,
     #[cfg(feature = "quarantine")]
     pub(super) quarantine: Option<crate::validation::quarantine::Quarantine<M>>,
 }
@@ -190,10 +191,10 @@ impl<M: Model> Builder<M> {
         self
     }
 
-    /// How long dropping the deployment waits for its threads — the retirer dropping the
-    /// last models, the hook thread, the shadow worker (default 10 s). A thread still busy
-    /// then (a `Drop` or a hook that hangs) is left behind to finish on its own, with an
-    /// error logged, instead of blocking the caller.
+    /// How long dropping the deployment waits for its threads, all together — the shadow
+    /// worker, the hook thread, the retirer dropping the last models (default 10 s). A
+    /// thread still busy then (a `Drop` or a hook that hangs) is left behind to finish on
+    /// its own, with an error logged, instead of blocking the caller.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
@@ -224,12 +225,20 @@ impl<M: Model> Builder<M> {
             bake: self.bake,
             timed,
             memory_tight: self.memory_tight,
+            shutdown_timeout: self.shutdown_timeout,
             #[cfg(feature = "quarantine")]
             quarantine: self.quarantine,
         };
         let faults = Arc::new(FaultLog::default());
         let hung = Hung::default();
-        let gate_worker = GateWorker::default();
+        let late_faults = Arc::clone(&faults);
+        let gate_worker = GateWorker::new(Arc::new(move |what: &str, message| {
+            late_faults.record(
+                FaultKind::AbandonedWorkPanicked,
+                None,
+                format!("{what}: {message}"),
+            );
+        }));
         let slot = match Slot::new(model, &version, timed) {
             Ok(slot) => Arc::new(slot),
             Err((model, message)) => {
@@ -250,25 +259,25 @@ impl<M: Model> Builder<M> {
         }
         let spawn = |what| move |source| Error::Spawn { what, source };
         let shadow_faults = Arc::clone(&faults);
-        let on_panic: Arc<dyn Fn(&'static str, String) + Send + Sync> =
-            Arc::new(move |version, message| {
-                shadow_faults.record(FaultKind::ShadowPanicked, Some(version), message);
-            });
+        let on_panic: OnPanic = Arc::new(move |site, version, message| {
+            let kind = match site {
+                ShadowPanic::Call => FaultKind::ShadowPanicked,
+                ShadowPanic::Drop => FaultKind::DropPanicked,
+                ShadowPanic::Late => FaultKind::AbandonedWorkPanicked,
+            };
+            shadow_faults.record(kind, Some(version), message);
+        });
         let shadow = self
             .shadow
-            .map(|s| ShadowRuntime::start(s, self.shutdown_timeout, on_panic))
+            .map(|s| ShadowRuntime::start(s, on_panic))
             .transpose()
             .map_err(spawn("shadow"))?;
         let hooks = self
             .on_auto_rollback
-            .map(|hook| Hooks::start(hook, Arc::clone(&faults), self.shutdown_timeout))
+            .map(|hook| Hooks::start(hook, Arc::clone(&faults)))
             .transpose()
             .map_err(spawn("hook"))?;
-        let retirer = Retirer::start(
-            Arc::clone(&faults),
-            self.max_retiring,
-            self.shutdown_timeout,
-        )?;
+        let retirer = Retirer::start(Arc::clone(&faults), self.max_retiring)?;
         let inner = Arc::new(Inner {
             active: ArcSwap::new(slot),
             canary: ArcSwapOption::empty(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::bluegreen::BlueGreen;
 use super::error::{Error, Result};
 use super::report::{CanaryReport, SwapReport};
-use super::state::{CanaryRun, Standby, State, Which};
+use super::state::{CanaryRun, Standby, State};
 use super::status::SlotState;
 use crate::model::Model;
 use crate::traffic::routing::{self};
@@ -84,7 +84,7 @@ impl<M: Model> BlueGreen<M> {
                 _ => return Err(no_canary(&st)),
             }
         };
-        inner.retire(Which::Previous, false)?;
+        inner.retire_previous()?;
         Ok(inner.flip_to(candidate, report, Duration::ZERO, 0, started))
     }
 

@@ -1,6 +1,8 @@
 //! The request path: [`predict`](BlueGreen::predict), keyed routing
 //! ([`predict_keyed`](BlueGreen::predict_keyed)), the [`Active`] pin and outcome reports.
-//! Nothing here takes a lock or writes memory another request thread writes.
+//! `predict`, its versioned form and the pin take no lock and write no memory another
+//! request thread writes; `predict_keyed` with [`Affinity`](crate::Affinity) takes the
+//! lock of one of 64 session shards, and `record_outcome` the state lock, briefly.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

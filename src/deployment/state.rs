@@ -24,9 +24,9 @@ pub(super) struct State<M: Model> {
     /// The model active before the last swap (`Previous`, the rollback target) or the
     /// one just rolled back from (`RolledBack`).
     pub(super) previous: Option<Standby<M>>,
-    /// A model taken out of its slot for retirement, while its calls drain. Routes no
-    /// longer reach it; a drain timeout puts it back.
-    pub(super) draining: Option<(Which, Standby<M>)>,
+    /// Models taken out of their slots for retirement, while their calls drain. Routes no
+    /// longer reach them; a drain timeout puts them back.
+    pub(super) draining: Vec<(Which, Standby<M>)>,
     pub(super) swaps: u64,
     pub(super) rollbacks: u64,
     pub(super) rejections: u64,
@@ -53,7 +53,7 @@ impl<M: Model> State<M> {
         Self {
             candidate: None,
             previous: None,
-            draining: None,
+            draining: Vec::new(),
             swaps: 0,
             rollbacks: 0,
             rejections: 0,

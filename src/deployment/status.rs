@@ -290,7 +290,7 @@ impl<M: Model> BlueGreen<M> {
             .as_ref()
             .and_then(|s| s.canary.as_ref())
             .map(|c| f64::from(c.basis_points) / 100.0);
-        let draining = st.draining.as_ref().map(|(_, s)| RetiringModel {
+        let draining = st.draining.iter().map(|(_, s)| RetiringModel {
             version: s.slot.version.to_owned(),
             generation: s.slot.generation,
             dropping: false,

@@ -14,12 +14,13 @@
 //! overruns is abandoned (threads cannot be killed) and registered as hung work, so
 //! retiring the candidate later does not wait for it.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::builder::Config;
 use super::error::{Error, Result};
-use super::faults::{FaultKind, FaultLog};
+use super::faults::{FaultKind, FaultLog, panic_text};
 use crate::model::Model;
 use crate::slot::{Hung, HungWork, Slot};
 use crate::validation::{GateWorker, Supervised};
@@ -33,10 +34,21 @@ pub(super) fn warm<M: Model>(
     slot: &Arc<Slot<M>>,
 ) -> Result<usize> {
     let (samples, source) = if config.warmup.is_empty() {
+        // Gate code, on the admin thread: a gate that panics offering inputs offers none.
+        let offered = |v: &Arc<dyn crate::validation::validate::Validator<M>>| {
+            catch_unwind(AssertUnwindSafe(|| v.warm_up_inputs())).unwrap_or_else(|payload| {
+                faults.record(
+                    FaultKind::GatePanicked,
+                    Some(slot.version),
+                    format!("warm_up_inputs(): {}", panic_text(payload.as_ref())),
+                );
+                Vec::new()
+            })
+        };
         match config
             .validators
             .iter()
-            .map(|v| v.warm_up_inputs())
+            .map(offered)
             .find(|inputs| !inputs.is_empty())
         {
             Some(inputs) => (Arc::new(inputs), "gates"),
@@ -50,7 +62,8 @@ pub(super) fn warm<M: Model>(
     let held = Arc::new(Arc::clone(slot));
     let (h, s) = (Arc::clone(&held), Arc::clone(&samples));
     let started = Instant::now();
-    let outcome = worker.run(config.warmup_deadline, move || {
+    let what = format!("warm-up of {}", slot.version);
+    let outcome = worker.run(config.warmup_deadline, what, move || {
         h.model.warm_up(&s).map_err(|e| e.to_string())
     });
     let reason = match outcome {

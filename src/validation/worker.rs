@@ -39,15 +39,27 @@ pub(crate) enum Supervised<T> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Told about a panic in work nobody waits for any more — an abandoned job that panicked
+/// when it finally returned, or while dropping what it held: (what the job was, message).
+pub(crate) type LatePanic = std::sync::Arc<dyn Fn(&str, String) + Send + Sync>;
+
 /// A reusable supervised worker thread (started on first use).
-#[derive(Default)]
 pub(crate) struct GateWorker {
     idle: Mutex<Option<Sender<Job>>>,
+    late: LatePanic,
 }
 
 impl GateWorker {
-    /// Runs `work` on the worker, waiting at most `deadline` (see the module docs).
-    pub(crate) fn run<T, F>(&self, deadline: Duration, work: F) -> Supervised<T>
+    pub(crate) fn new(late: LatePanic) -> Self {
+        Self {
+            idle: Mutex::new(None),
+            late,
+        }
+    }
+
+    /// Runs `work` — described as `what`, for a panic reported after it was abandoned —
+    /// on the worker, waiting at most `deadline` (see the module docs).
+    pub(crate) fn run<T, F>(&self, deadline: Duration, what: String, work: F) -> Supervised<T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -62,15 +74,26 @@ impl GateWorker {
             },
         };
         let (result_tx, result) = crossbeam_channel::bounded(1);
+        let late = std::sync::Arc::clone(&self.late);
         let job: Job = Box::new(move || {
             let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
                 panic_message(payload.as_ref())
                     .unwrap_or_else(|| "non-string panic payload".to_owned())
             });
-            // Nobody waits after a timeout; an unsent value (it may hold models) is
-            // dropped here, guarded like the work itself.
-            if let Err(unsent) = result_tx.send(outcome) {
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(unsent)));
+            // Nobody waits after a timeout: a panic is reported to `late`, and an unsent
+            // value (it may hold models) is dropped here, guarded like the work itself.
+            match result_tx.send(outcome) {
+                Ok(()) => {}
+                Err(crossbeam_channel::SendError(Err(message))) => late(&what, message),
+                Err(crossbeam_channel::SendError(Ok(unsent))) => {
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(unsent))) {
+                        late(
+                            &what,
+                            panic_message(payload.as_ref())
+                                .unwrap_or_else(|| "non-string panic payload".to_owned()),
+                        );
+                    }
+                }
             }
         });
         if worker.send(job).is_err() {
@@ -114,46 +137,77 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex as StdMutex};
 
+    type Late = Arc<StdMutex<Vec<(String, String)>>>;
+
     fn thread_id() -> std::thread::ThreadId {
         std::thread::current().id()
     }
 
+    fn worker() -> (GateWorker, Late) {
+        let late: Late = Arc::default();
+        let l = Arc::clone(&late);
+        let sink: LatePanic = Arc::new(move |what, msg| l.lock().unwrap().push((what.into(), msg)));
+        (GateWorker::new(sink), late)
+    }
+
+    fn run<T: Send + 'static>(
+        w: &GateWorker,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Supervised<T> {
+        w.run(Duration::from_secs(5), "test job".to_owned(), f)
+    }
+
     #[test]
     fn jobs_reuse_one_thread_and_report_values_and_panics() {
-        let worker = GateWorker::default();
-        let Supervised::Done(first) = worker.run(Duration::from_secs(5), thread_id) else {
+        let (worker, late) = worker();
+        let Supervised::Done(first) = run(&worker, thread_id) else {
             panic!("expected a value");
         };
-        match worker.run(Duration::from_secs(5), || -> u8 {
-            panic!("gate {} broke", 3)
-        }) {
+        match run(&worker, || -> u8 { panic!("gate {} broke", 3) }) {
             Supervised::Panicked(msg) => assert_eq!(msg, "gate 3 broke"),
             other => panic!("unexpected {other:?}"),
         }
-        let Supervised::Done(second) = worker.run(Duration::from_secs(5), thread_id) else {
+        let Supervised::Done(second) = run(&worker, thread_id) else {
             panic!("expected a value");
         };
         assert_eq!(first, second, "the same thread ran every job, panic or not");
         assert_ne!(first, thread_id());
+        assert!(
+            late.lock().unwrap().is_empty(),
+            "a panic someone waited for is not late"
+        );
     }
 
     #[test]
-    fn a_job_past_its_deadline_is_abandoned_with_its_thread_and_the_next_gets_a_fresh_one() {
-        let worker = GateWorker::default();
+    fn a_job_past_its_deadline_is_abandoned_with_its_thread_and_its_late_panic_reported() {
+        let (worker, late) = worker();
         let release = Arc::new(AtomicBool::new(false));
         let hung_on = Arc::new(StdMutex::new(None));
         let (r, h) = (Arc::clone(&release), Arc::clone(&hung_on));
-        let outcome = worker.run(Duration::from_millis(20), move || {
-            *h.lock().unwrap() = Some(thread_id());
-            while !r.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
+        let outcome = worker.run(
+            Duration::from_millis(20),
+            "hung gate".to_owned(),
+            move || {
+                *h.lock().unwrap() = Some(thread_id());
+                while !r.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                panic!("too late");
+            },
+        );
         assert!(matches!(outcome, Supervised::TimedOut), "{outcome:?}");
-        let Supervised::Done(next) = worker.run(Duration::from_secs(5), thread_id) else {
+        let Supervised::Done(next) = run(&worker, thread_id) else {
             panic!("expected a value");
         };
         assert_ne!(Some(next), *hung_on.lock().unwrap(), "a fresh thread");
         release.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while late.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            *late.lock().unwrap(),
+            [("hung gate".to_owned(), "too late".to_owned())]
+        );
     }
 }

@@ -116,9 +116,13 @@ fn run_trial<M: Model>(
         .map(|g| g.warm_up_inputs())
         .find(|i| !i.is_empty())
         .unwrap_or_default();
-    let worker = GateWorker::default();
+    // In the child, a panic after a deadline goes to its stderr (the parent keeps the tail).
+    let worker = GateWorker::new(Arc::new(|what: &str, message: String| {
+        eprintln!("bluegreen quarantine: {what} panicked after its deadline: {message}");
+    }));
     let s = Arc::clone(slot);
-    let outcome = worker.run(deadline, move || {
+    let what = format!("warm-up of {}", slot.version);
+    let outcome = worker.run(deadline, what, move || {
         s.model.warm_up(&inputs).map_err(|e| e.to_string())
     });
     let (status, detail) = match outcome {
