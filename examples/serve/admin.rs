@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use super::api::{error, unknown_model};
 use super::auth::AuthError;
 use super::models::{Phase, Served};
-use super::reports::{rollback_json, stage_json, status_json, swap_json, validation_json};
+use super::reports::{
+    quarantine_json, rollback_json, stage_json, status_json, swap_json, validation_json,
+};
 use crate::App;
 
 /// An answer sent instead of running the operation (boxed: responses are large).
@@ -124,6 +126,11 @@ fn refused(model: &Served, e: Error) -> Response {
             model,
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!({ "error": message, "validation": validation_json(&report) }),
+        ),
+        Error::Quarantined(report) => answer(
+            model,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({ "error": message, "quarantine": quarantine_json(&report) }),
         ),
         Error::WarmupFailed { .. } | Error::Load { .. } => {
             refuse(model, StatusCode::UNPROCESSABLE_ENTITY, &message)
@@ -239,6 +246,7 @@ pub async fn stage(
         }
     };
     let who = actor(&headers);
+    let quarantined = app.args.quarantine.is_some();
     let outcome = blocking(&model, move |model| {
         let path = model.model_path(&dir.path);
         // The hash of what is about to be loaded: kept with the model, journaled, and what
@@ -252,8 +260,12 @@ pub async fn stage(
                 });
             }
         };
-        bg.acting_as(who)
-            .stage_with(identity, || model.onnx.load(&path))
+        let bg = bg.acting_as(who);
+        if quarantined {
+            bg.stage_quarantined_with(identity, &path, |p| model.onnx.load(p))
+        } else {
+            bg.stage_with(identity, || model.onnx.load(&path))
+        }
     })
     .await;
     match outcome {

@@ -101,6 +101,35 @@ impl<M: Model> Acting<'_, M> {
         self.bg.inner.stage_with(&self.actor, identity.into(), load)
     }
 
+    /// [`BlueGreen::stage_quarantined`], asked for by this actor.
+    #[cfg(feature = "quarantine")]
+    pub fn stage_quarantined(
+        &self,
+        identity: impl Into<Identity>,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<StageReport> {
+        self.bg
+            .inner
+            .stage_quarantined(&self.actor, identity.into(), path.as_ref())
+    }
+
+    /// [`BlueGreen::stage_quarantined_with`], asked for by this actor.
+    #[cfg(feature = "quarantine")]
+    pub fn stage_quarantined_with<F, E>(
+        &self,
+        identity: impl Into<Identity>,
+        path: impl AsRef<std::path::Path>,
+        load: F,
+    ) -> Result<StageReport>
+    where
+        F: FnOnce(&std::path::Path) -> std::result::Result<M, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.bg
+            .inner
+            .stage_quarantined_with(&self.actor, identity.into(), path.as_ref(), load)
+    }
+
     /// [`BlueGreen::unstage`], asked for by this actor.
     pub fn unstage(&self) -> Result<Option<String>> {
         self.bg.inner.unstage(&self.actor)

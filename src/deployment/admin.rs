@@ -302,6 +302,8 @@ impl<M: Model> Inner<M> {
             retired,
             drain_wait,
             load: Some(load_time),
+            #[cfg(feature = "quarantine")]
+            quarantine: None,
         };
         let mut st = self.state.lock();
         st.candidate = Some(Standby::new(slot, SlotState::Staged));
@@ -465,7 +467,7 @@ impl<M: Model> Inner<M> {
 }
 
 /// A row's view of a model that is not loaded (refused before or while loading).
-fn unloaded(identity: &Identity) -> Named {
+pub(super) fn unloaded(identity: &Identity) -> Named {
     Named {
         version: identity.version().to_owned(),
         content: identity.content(),

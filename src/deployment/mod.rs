@@ -9,6 +9,7 @@
 //! | `actor.rs` | [`Actor`], who asks for an operation, and [`Acting`], the operations asked for in someone's name |
 //! | `admin.rs` | the admin operations' public face; stage, unstage, dry runs, unban, content checks |
 //! | `flip.rs` | swap and rollback, and the steps they share with canaries (qualify, record the move, flip) |
+//! | `quarantine.rs` | `stage_quarantined`: qualify a candidate file in a quarantine child, then load and stage it (feature `quarantine`) |
 //! | `canary.rs` | start, resize, promote and abort a canary |
 //! | `monitor.rs` | the bake monitor thread and automatic rollback |
 //! | `hooks.rs` | the thread that calls the automatic-rollback hook, off the monitor |
@@ -40,6 +41,8 @@ mod faults;
 mod flip;
 mod hooks;
 mod monitor;
+#[cfg(feature = "quarantine")]
+mod quarantine;
 mod read;
 mod report;
 #[cfg(feature = "journal")]

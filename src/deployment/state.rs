@@ -37,6 +37,10 @@ pub(super) struct State<M: Model> {
     /// The files of the model with this generation were found replaced in place.
     pub(super) content_changed: Option<(u64, ContentChange)>,
     pub(super) last_change: SystemTime,
+    #[cfg(feature = "quarantine")]
+    pub(super) quarantine_refusals: u64,
+    #[cfg(feature = "quarantine")]
+    pub(super) last_quarantine: Option<crate::validation::quarantine::QuarantineReport>,
 }
 
 /// Which of the two non-active slots.
@@ -61,6 +65,10 @@ impl<M: Model> State<M> {
             bake: None,
             content_changed: None,
             last_change: SystemTime::now(),
+            #[cfg(feature = "quarantine")]
+            quarantine_refusals: 0,
+            #[cfg(feature = "quarantine")]
+            last_quarantine: None,
         }
     }
 

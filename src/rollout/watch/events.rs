@@ -44,6 +44,10 @@ pub enum RefusalKind {
     /// The journal bans this version with these bytes (it was rolled back or refused
     /// before, maybe before a restart); unban it or publish new bytes.
     Banned,
+    /// Refused in a quarantine child (see
+    /// [`WatcherBuilder::quarantine`](super::WatcherBuilder::quarantine)); the reason names
+    /// the cause. It was never loaded into the serving process.
+    Quarantine,
     /// The deployment refused the operation for another reason.
     Other,
 }
@@ -55,6 +59,7 @@ impl fmt::Display for RefusalKind {
             RefusalKind::Validation => "validation",
             RefusalKind::Warmup => "warm-up",
             RefusalKind::Banned => "banned",
+            RefusalKind::Quarantine => "quarantine",
             RefusalKind::Other => "other",
         })
     }

@@ -76,14 +76,19 @@ where
         let bg = bg_arc.acting_as(Actor::Watcher);
         let loader = &self.loader;
         // A panicking loader is a failed load, not the end of the watcher thread.
-        let staged = bg.stage_with(identity, || {
+        let load = || -> Result<M, Box<dyn std::error::Error + Send + Sync>> {
             match panic::catch_unwind(AssertUnwindSafe(|| loader(target))) {
                 Ok(loaded) => loaded.map_err(Into::into),
                 Err(payload) => {
                     Err(format!("the loader panicked: {}", no_message(payload.as_ref())).into())
                 }
             }
-        });
+        };
+        let staged = match &self.quarantine {
+            #[cfg(feature = "quarantine")]
+            Some(file) => bg.stage_quarantined_with(identity, target.file(file), |_| load()),
+            _ => bg.stage_with(identity, load),
+        };
         match staged {
             Ok(report) => self.emit(WatchEvent::Staged(report)),
             Err(e) => return self.refuse_or_defer(&version, e),
@@ -137,6 +142,10 @@ where
             Error::ValidationFailed(report) => (RefusalKind::Validation, Some(*report)),
             Error::WarmupFailed { .. } => (RefusalKind::Warmup, None),
             Error::Banned { .. } => (RefusalKind::Banned, None),
+            #[cfg(feature = "quarantine")]
+            Error::Quarantined(report) => (RefusalKind::Quarantine, report.validation.clone()),
+            #[cfg(feature = "quarantine")]
+            Error::NoQuarantine => (RefusalKind::Other, None),
             Error::CandidateFailed { .. }
             | Error::InvalidVersion { .. }
             | Error::VersionInUse { .. }
