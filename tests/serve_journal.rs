@@ -39,6 +39,10 @@ fn start(repo: &Path, journal: &Path) -> Server {
             "2".to_owned(),
             "--journal".to_owned(),
             journal.display().to_string(),
+            // Candidates are refused by the in-process gates at swap here; a refusal in
+            // quarantine at stage, journalled and banned the same way, is tests/fleet.rs's.
+            "--quarantine".to_owned(),
+            "off".to_owned(),
         ])
         .token(TOKEN),
     );
