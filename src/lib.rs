@@ -140,7 +140,7 @@ pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
 pub use crate::validation::{GoldenError, GoldenSet, NpzSpec};
 // Items whose page lives in their public module: a link here, not a second page.
 #[doc(no_inline)]
-pub use crate::bake::{AutoRollback, Bake, BakeStatus};
+pub use crate::bake::{AutoRollback, Bake, BakeLimit, BakeStatus};
 #[doc(no_inline)]
 pub use crate::repository::Repository;
 #[doc(no_inline)]

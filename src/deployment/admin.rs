@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::bluegreen::{BlueGreen, Inner, checked_version};
 use super::error::{Error, Result};
 use super::faults::{FaultKind, panic_text};
+use super::metrics::Event;
 use super::report::{RollbackReport, StageReport, SwapReport};
 use super::state::{BakeRun, Standby, State, Which, not_a_candidate};
 use super::status::SlotState;
@@ -410,6 +411,7 @@ impl<M: Model> Inner<M> {
         drop(st);
         drop(candidate);
 
+        self.count(Event::Swapped);
         let report = SwapReport {
             from,
             to: report.candidate.clone(),
@@ -460,6 +462,7 @@ impl<M: Model> Inner<M> {
             old_holders,
         };
         then(st, &report);
+        self.count(Event::RolledBack);
         tracing::warn!(target: "bluegreen", from = %report.from, to = %report.to,
             flip = ?report.flip, old_holders, "rolled back");
         Ok(report)
@@ -481,6 +484,7 @@ impl<M: Model> Inner<M> {
             &self.hung,
         );
         drop(live);
+        self.count(Event::Validated(&report));
         for check in report.checks.iter() {
             match check.status {
                 crate::validation::validate::CheckStatus::Panicked => self.faults.record(
@@ -518,6 +522,8 @@ impl<M: Model> Inner<M> {
         st.last_validation = Some(report.clone());
         st.changed();
         self.publish(&st);
+        drop(st);
+        self.count(Event::Rejected);
     }
 }
 

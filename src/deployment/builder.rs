@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
-use super::bluegreen::{BlueGreen, Inner, checked_version};
+use super::bluegreen::{BlueGreen, Inner, checked_name, checked_version};
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
 use super::hooks::Hooks;
@@ -26,6 +26,8 @@ use crate::validation::validate::Validator;
 pub(super) type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
 
 pub(super) struct Config<M: Model> {
+    /// The deployment's name: its `model` label in metrics, and in log events.
+    pub(super) name: Arc<str>,
     pub(super) validators: Vec<Arc<dyn Validator<M>>>,
     pub(super) validation_deadline: Duration,
     pub(super) warmup: Arc<Vec<M::Input>>,
@@ -38,6 +40,9 @@ pub(super) struct Config<M: Model> {
 
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
 pub struct Builder<M: Model> {
+    name: String,
+    #[cfg(feature = "metrics")]
+    metrics_interval: Option<Duration>,
     validators: Vec<Arc<dyn Validator<M>>>,
     validation_deadline: Duration,
     warmup: Vec<M::Input>,
@@ -56,6 +61,9 @@ pub struct Builder<M: Model> {
 impl<M: Model> Default for Builder<M> {
     fn default() -> Self {
         Self {
+            name: DEFAULT_NAME.to_owned(),
+            #[cfg(feature = "metrics")]
+            metrics_interval: Some(Duration::from_secs(1)),
             validators: Vec::new(),
             validation_deadline: Duration::from_secs(60),
             warmup: Vec::new(),
@@ -73,7 +81,31 @@ impl<M: Model> Default for Builder<M> {
     }
 }
 
+/// The name of a deployment that was not given one.
+pub(super) const DEFAULT_NAME: &str = "default";
+
 impl<M: Model> Builder<M> {
+    /// Names the deployment (default `"default"`): the value of the `model` label on every
+    /// series it publishes through the `metrics` facade (feature `metrics`), and the
+    /// `model` field of its log events. Give each deployment in a process its own name, or
+    /// their series add up. Same rules as a version label: not empty, at most 256 bytes,
+    /// no control characters ([`Error::InvalidName`]).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How often a collector thread publishes the deployment's figures through the
+    /// `metrics` facade (default every second; feature `metrics`). `None` starts no thread:
+    /// then call [`BlueGreen::publish_metrics`] yourself, e.g. from your scrape handler
+    /// right before the exporter renders — the figures are then as of the scrape. Events
+    /// (swaps, rollbacks, gate results) are counted when they happen either way.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_interval(mut self, every: Option<Duration>) -> Self {
+        self.metrics_interval = every.map(|d| d.max(Duration::from_millis(1)));
+        self
+    }
+
     /// Adds a gate every candidate must pass before [`swap`](BlueGreen::swap) flips
     /// traffic. Gates run in the order they were added.
     pub fn validator(mut self, validator: impl Validator<M>) -> Self {
@@ -196,8 +228,10 @@ impl<M: Model> Builder<M> {
     /// it (see [`warmup_samples`](Self::warmup_samples)).
     pub fn build(self, version: impl Into<String>, model: M) -> Result<BlueGreen<M>> {
         let version = checked_version(version.into())?;
+        let name: Arc<str> = checked_name(self.name)?.into();
         let timed = self.track_latency || self.bake.as_ref().is_some_and(Bake::times_calls);
         let config = Config {
+            name,
             validators: self.validators,
             validation_deadline: self.validation_deadline,
             warmup: Arc::new(self.warmup),
@@ -260,13 +294,28 @@ impl<M: Model> Builder<M> {
             faults,
             hung,
             hooks,
+            #[cfg(feature = "metrics")]
+            marks: Mutex::default(),
             retirer,
         });
         let monitor = match &inner.config.bake {
             Some(bake) => Some(Monitor::start(Arc::clone(&inner), bake.check_every)?),
             None => None,
         };
-        tracing::info!(target: "bluegreen", version = %inner.active.load().version, "deployment started");
-        Ok(BlueGreen { inner, monitor })
+        #[cfg(feature = "metrics")]
+        let collector = self
+            .metrics_interval
+            .map(|every| {
+                super::publish::Collector::start(Arc::clone(&inner), every, self.shutdown_timeout)
+            })
+            .transpose()?;
+        tracing::info!(target: "bluegreen", model = %inner.config.name,
+            version = %inner.active.load().version, "deployment started");
+        Ok(BlueGreen {
+            inner,
+            monitor,
+            #[cfg(feature = "metrics")]
+            collector,
+        })
     }
 }

@@ -47,6 +47,9 @@ pub enum FaultKind {
     Abandoned,
     /// Shutting the deployment down left a thread behind after the shutdown timeout.
     ShutdownDetached,
+    /// The application's `metrics` recorder panicked while the collector thread published
+    /// (feature `metrics`); it publishes again on its next tick.
+    MetricsPanicked,
 }
 
 impl fmt::Display for FaultKind {
@@ -63,6 +66,7 @@ impl fmt::Display for FaultKind {
             FaultKind::MonitorPanicked => "bake monitor panicked",
             FaultKind::Abandoned => "work abandoned",
             FaultKind::ShutdownDetached => "thread left behind at shutdown",
+            FaultKind::MetricsPanicked => "metrics recorder panicked",
         })
     }
 }

@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use super::bluegreen::Inner;
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
+use super::metrics::Event;
 use super::state::Which;
 use super::status::RetiringModel;
 use crate::model::Model;
@@ -307,6 +308,9 @@ impl<M: Model> Inner<M> {
             st.changed();
         }
         let version = slot.version.to_string();
+        #[cfg(feature = "metrics")]
+        self.publish_retired(&slot);
+        self.count(Event::Retired);
         self.retirer
             .hand_over(slot, wait_for_drop, timeout.saturating_sub(drained));
         tracing::info!(target: "bluegreen", %version, drain = ?drained, "model retired");

@@ -21,4 +21,6 @@ mod stats;
 pub(crate) use hung::{Hung, HungWork};
 pub(crate) use lanes::Lanes;
 pub(crate) use loaded::{Observed, Slot};
+#[cfg(feature = "metrics")]
+pub(crate) use stats::Totals;
 pub(crate) use stats::{SlotStats, bump};
