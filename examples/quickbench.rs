@@ -6,6 +6,7 @@
 //! cargo run --release --example quickbench -- overhead swap # some sections
 //! cargo run --release --example quickbench -- --rounds 15 --budget-s 30 overhead
 //! cargo run --release --example quickbench -- --list        # sections
+//! cargo run --release --features metrics --example quickbench -- metrics  # + `metrics`
 //! # --no-default-features works too, without the `onnx` section (and the ONNX part of
 //! # `shadow`), which need the ONNX backend and ONNX Runtime (scripts/setup-ort.sh).
 //! ```
@@ -34,11 +35,13 @@
 //! 1 and 2 threads; times the first 100 calls after swapping in a freshly loaded model, with
 //! and without warm-up samples, against the same model's steady state; and compares golden-
 //! set validation throughput with raw `predict`. The `shadow` section measures what shadow
-//! traffic costs the caller (trivial model, and the real models with the backend).
+//! traffic costs the caller (trivial model, and the real models with the backend). The
+//! `metrics` section (feature `metrics`) pairs `predict` on a deployment whose collector
+//! publishes through the `metrics` facade with one that publishes nothing.
 //!
 //! This file holds the options, the output lines, the section table and `main`. Each
 //! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`, `memory.rs`,
-//! `onnx.rs`, `shadow.rs`, declared in `mod quickbench` below), and `series.rs` there holds
+//! `onnx.rs`, `shadow.rs`, `metrics.rs`, declared in `mod quickbench` below), and `series.rs` there holds
 //! the interleaved-rounds statistics they share. The folder has no `main.rs`, so cargo does
 //! not take it for an example of its own.
 //!
@@ -54,6 +57,8 @@ mod common;
 mod quickbench {
     pub mod affinity;
     pub mod memory;
+    #[cfg(feature = "metrics")]
+    pub mod metrics;
     #[cfg(feature = "onnx")]
     pub mod onnx;
     pub mod overhead;
@@ -65,6 +70,8 @@ mod quickbench {
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "metrics")]
+use quickbench::metrics::metrics;
 #[cfg(feature = "onnx")]
 use quickbench::onnx::onnx;
 use quickbench::{
@@ -166,6 +173,12 @@ fn sections() -> Vec<Section> {
             about: "digits v2: bluegreen/OnnxModel vs bare session; 2 vs 1 thread; \
                     first 100 calls after a swap; validation vs raw throughput",
             run: onnx,
+        },
+        #[cfg(feature = "metrics")]
+        Section {
+            name: "metrics",
+            about: "feature metrics: predict with a collector publishing (1 s, 1 ms) vs none, 1/2 threads",
+            run: metrics,
         },
         Section {
             name: "shadow",
