@@ -117,6 +117,8 @@ pub mod onnx;
 mod rollout;
 #[cfg(feature = "serde")]
 mod serde_util;
+#[cfg(feature = "tower")]
+pub mod service;
 mod slot;
 mod traffic;
 mod validation;

@@ -13,6 +13,7 @@ const ORDER: &[&str] = &[
     "validation",
     "traffic",
     "deployment",
+    "service",
     "rollout",
 ];
 
