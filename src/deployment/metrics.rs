@@ -285,3 +285,8 @@ mod facade {
 
 #[cfg(feature = "metrics")]
 pub(super) use facade::labels;
+
+/// The event counters without labels of their own, registered at 0 by every publish, so a
+/// deployment that never swapped shows `bluegreen_swaps_total 0` rather than nothing.
+#[cfg(feature = "metrics")]
+pub(super) const EVENT_COUNTERS: [&str; 4] = [SWAPS, ROLLBACKS, REJECTIONS, RETIRED];

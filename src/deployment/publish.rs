@@ -155,6 +155,9 @@ impl<M: Model> Inner<M> {
         marks.info = info;
 
         let only_model = || labels(name, []);
+        for series in EVENT_COUNTERS {
+            counter!(series, only_model()).increment(0);
+        }
         gauge!(CANARY_RATIO, only_model()).set(canary);
         gauge!(BAKING, only_model()).set(if baking { 1.0 } else { 0.0 });
         let draining = usize::from(slots.len() > 3);
