@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use super::OnnxError;
 use super::config::{OnnxConfig, Source};
 use super::describe::describe;
+use super::provider::ExecutionProvider;
 use super::runtime::environment;
 use super::tensor::{InputKey, Inputs, OutputValues, Outputs, Tensor};
 use crate::{Dim, Model, ModelInfo, TensorSpec};
@@ -58,6 +59,8 @@ pub struct OnnxModel {
     input_names: Box<[String]>,
     info: ModelInfo,
     path: Option<PathBuf>,
+    provider: ExecutionProvider,
+    fallback: Option<String>,
     prepacked: Option<PrepackedWeights>,
 }
 
@@ -114,28 +117,30 @@ impl OnnxModel {
     }
 
     pub(super) fn build(config: &OnnxConfig, source: Source<'_>) -> Result<Self, OnnxError> {
-        let pool_size = config.resolved_pool_size();
-        if pool_size == 0 {
+        if config.resolved_pool_size() == 0 {
             return Err(OnnxError::InvalidConfig(
                 "pool_size must be at least 1".to_string(),
             ));
         }
         let env = environment()?;
         let prepacked = config.share_prepacked_weights.then(PrepackedWeights::new);
-
-        let mut builder = Session::builder(env)
-            .map_err(OnnxError::runtime)?
-            .with_intra_threads(config.intra_threads)
-            .map_err(OnnxError::runtime)?
-            .with_optimization_level(config.optimization_level.into())
-            .map_err(OnnxError::runtime)?;
-        if let Some(weights) = &prepacked {
-            builder = builder
-                .with_prepacked_weights(weights)
+        let base = || -> Result<SessionBuilder, OnnxError> {
+            let mut builder = Session::builder(env)
+                .map_err(OnnxError::runtime)?
+                .with_intra_threads(config.intra_threads)
+                .map_err(OnnxError::runtime)?
+                .with_optimization_level(config.optimization_level.into())
                 .map_err(OnnxError::runtime)?;
-        }
+            if let Some(weights) = &prepacked {
+                builder = builder
+                    .with_prepacked_weights(weights)
+                    .map_err(OnnxError::runtime)?;
+            }
+            Ok(builder)
+        };
 
-        let first = commit(&mut builder, source)?;
+        let (mut builder, first, provider, fallback) = first_session(config, source, &base)?;
+        let pool_size = config.pool_size_on(&provider);
         let info = describe(&first);
         let inputs: Box<[TensorSpec]> = info.inputs.clone().into_boxed_slice();
         let input_names: Box<[String]> = inputs.iter().map(|t| t.name.clone()).collect();
@@ -154,6 +159,7 @@ impl OnnxModel {
         tracing::debug!(
             path = ?source.path(),
             pool_size,
+            %provider,
             shares_prepacked_weights = prepacked.is_some(),
             "loaded ONNX model"
         );
@@ -164,8 +170,23 @@ impl OnnxModel {
             input_names,
             info,
             path: source.path(),
+            provider,
+            fallback,
             prepacked,
         })
+    }
+
+    /// Where the model runs: the configured
+    /// [execution provider](OnnxConfig::execution_provider), or
+    /// [`Cpu`](ExecutionProvider::Cpu) after a [fall back](OnnxConfig::cpu_fallback).
+    pub fn execution_provider(&self) -> &ExecutionProvider {
+        &self.provider
+    }
+
+    /// Why the configured execution provider could not be used, when the model fell back to
+    /// the CPU; `None` when it runs where it was asked to.
+    pub fn cpu_fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// Checks `inputs` against the model and returns one tensor per model input, in graph
@@ -537,6 +558,59 @@ fn check(spec: &TensorSpec, t: &Tensor) -> Result<(), OnnxError> {
 }
 
 // Load-time helpers.
+
+/// The first session, on the configured provider or — when it cannot be used and the
+/// configuration allows it — on the CPU: the builder for the rest of the pool, the session,
+/// where it runs, and why it fell back.
+fn first_session(
+    config: &OnnxConfig,
+    source: Source<'_>,
+    base: &dyn Fn() -> Result<SessionBuilder, OnnxError>,
+) -> Result<(SessionBuilder, Session, ExecutionProvider, Option<String>), OnnxError> {
+    let requested = &config.provider;
+    let mut builder = base()?;
+    if !requested.is_accelerator() {
+        let first = commit(&mut builder, source)?;
+        return Ok((builder, first, ExecutionProvider::Cpu, None));
+    }
+    // Why the provider cannot be used, with a CPU session already made when finding out
+    // needed one.
+    let (reason, on_cpu) = match requested.register(&mut builder) {
+        Err(reason) => (reason, None),
+        Ok(()) => match commit(&mut builder, source) {
+            Ok(first) => return Ok((builder, first, requested.clone(), None)),
+            Err(e) => {
+                // The model or the provider? A CPU session tells: a model the CPU cannot
+                // load either is an invalid model, whatever the provider.
+                let mut cpu = base()?;
+                let session = commit(&mut cpu, source)?;
+                let message = match e {
+                    OnnxError::InvalidModel { message, .. } => message,
+                    other => other.to_string(),
+                };
+                let reason = format!("ONNX Runtime could not start a session on it: {message}");
+                (reason, Some((cpu, session)))
+            }
+        },
+    };
+    if !config.cpu_fallback {
+        return Err(OnnxError::ProviderUnavailable {
+            provider: requested.clone(),
+            reason,
+        });
+    }
+    tracing::warn!(target: "bluegreen", provider = %requested, %reason, path = ?source.path(),
+        "execution provider unavailable; loading on the CPU as configured (cpu_fallback)");
+    let (builder, first) = match on_cpu {
+        Some(made) => made,
+        None => {
+            let mut cpu = base()?;
+            let first = commit(&mut cpu, source)?;
+            (cpu, first)
+        }
+    };
+    Ok((builder, first, ExecutionProvider::Cpu, Some(reason)))
+}
 
 fn commit(builder: &mut SessionBuilder, source: Source<'_>) -> Result<Session, OnnxError> {
     let result = match source {

@@ -28,7 +28,7 @@
 //!
 //! Never on the async executor's threads: a model call is CPU-bound (microseconds to
 //! seconds), and running it inside `call`'s future would stall every other task on that
-//! executor thread. [`PredictService::call`] hands the request to an [`InferencePool`] — a
+//! executor thread. `PredictService::call` hands the request to an [`InferencePool`] — a
 //! fixed pool of worker threads (rayon) — and its future only waits for the answer on a
 //! oneshot channel. Why a fixed pool rather than `tokio::task::spawn_blocking`: the
 //! blocking pool is shared with file I/O and grows to hundreds of threads under load, all

@@ -228,7 +228,7 @@ impl<M: Model, R: Job<M>> tower_service::Service<R> for PredictService<M, R> {
     }
 }
 
-/// The answer of one request, from [`PredictService::call`]. Dropping it tells the worker
+/// The answer of one request, from `PredictService::call`. Dropping it tells the worker
 /// that nobody waits any more.
 pub struct ResponseFuture<T> {
     state: State<T>,
