@@ -272,6 +272,9 @@ impl<M: Model> Inner<M> {
             st.draining = taken.map(|s| (which, s));
             self.publish(&st);
         }
+        // A bounded poll with a doubling pause (50 µs to 5 ms): nothing signals when a
+        // reference to the slot is dropped, so there is nothing to wait on, and a backoff
+        // crate would add a dependency for these three lines.
         let mut pause = Duration::from_micros(50);
         loop {
             // Ours plus the draining entry's; beyond that a running call, a pin, or
