@@ -53,7 +53,19 @@
 //!
 //! Built-in gates live in [`gates`] (golden-set quality, regression against the live model,
 //! sanity, schema, latency); the `onnx` module (feature `onnx`, default) is the ONNX
-//! Runtime backend.
+//! Runtime backend, on the CPU or an accelerator (`onnx::ExecutionProvider`: features
+//! `cuda`, `tensorrt`, `openvino`, `coreml`, `directml`).
+//!
+//! ## Fitting into a service (opt-in features)
+//!
+//! * `metrics`: every figure through the [`metrics`](https://docs.rs/metrics) facade into the
+//!   recorder your application installs — calls, errors, panics and latency per version,
+//!   in-flight per slot, swaps, rollbacks, automatic rollbacks by limit, gate verdicts,
+//!   shadow and canary, retirements, faults — labelled with the deployment's
+//!   [`name`](Builder::name). Published from the per-thread lanes by a collector thread or
+//!   by `BlueGreen::publish_metrics` at scrape time; `predict` is unchanged.
+//! * `tower`: `service::PredictService`, a `tower::Service` over a deployment that runs
+//!   inference on a fixed worker pool, with backpressure through `poll_ready`.
 //!
 //! ## The read path
 //!
@@ -77,7 +89,8 @@
 //! | `slot/` | a loaded model with its version and generation; per-thread lanes and counters | — |
 //! | `validation/` | the gate contract, gate context and reports, supervised runs, golden sets, built-in gates | [`validate`], [`gates`], [`GoldenSet`] |
 //! | `traffic/` | after the switch: bake window, shadow traffic, canary and affinity routing | [`bake`], [`shadow`], [`routing`] |
-//! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
+//! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, metrics publishing, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
+//! | `service/` | the `tower::Service` over a deployment and its worker pool | `service` (feature `tower`) |
 //! | `rollout/` | the model repository and the watcher that rolls versions out | [`repository`], `watch` (feature `watch`) |
 //! | `onnx/` | the ONNX Runtime backend; stands on `model/` and the gates' [`Binding`](gates::Binding) only | `onnx` (feature `onnx`) |
 //!
