@@ -140,9 +140,10 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `model.rs` | [`OnnxModel`]: the session pool, `predict`, input checks, warm-up |
+//! | `model.rs` | [`OnnxModel`]: the session pool, `predict`, input resolution, warm-up |
+//! | `check.rs` | checking a tensor against its declared element type, rank and fixed dimensions |
 //! | `config.rs` | [`OnnxConfig`], [`OptimizationLevel`]: how a model is loaded |
-//! | `provider.rs` | [`ExecutionProvider`]: CPU, CUDA, TensorRT, OpenVINO, Core ML, DirectML, and registering one |
+//! | `provider.rs` | [`ExecutionProvider`]: CPU, CUDA, TensorRT, OpenVINO, Core ML, DirectML; registering one; the first session and the CPU fallback |
 //! | `describe.rs` | reading a session's inputs, outputs and metadata into a [`ModelInfo`](crate::ModelInfo) |
 //! | `tensor.rs` | [`Inputs`], [`Outputs`], [`Tensor`], [`TensorView`] |
 //! | `binding.rs` | [`OnnxBinding`]: golden rows in, labels and scores out |
@@ -150,6 +151,7 @@
 //! | `error.rs` | [`OnnxError`] |
 
 mod binding;
+mod check;
 mod config;
 mod describe;
 mod error;

@@ -14,9 +14,10 @@ use ort::value::TensorRef;
 use parking_lot::Mutex;
 
 use super::OnnxError;
+use super::check::check;
 use super::config::{OnnxConfig, Source};
 use super::describe::describe;
-use super::provider::ExecutionProvider;
+use super::provider::{ExecutionProvider, commit, first_session};
 use super::runtime::environment;
 use super::tensor::{InputKey, Inputs, OutputValues, Outputs, Tensor};
 use crate::{Dim, Model, ModelInfo, TensorSpec};
@@ -517,111 +518,7 @@ fn run_values(slot: &mut Slot, values: &[SessionInputValue<'_>]) -> Result<Outpu
     Ok(Outputs::new(Arc::clone(&slot.output_names), collected))
 }
 
-/// Validates one tensor against its declared spec (element type, rank, fixed dims).
-fn check(spec: &TensorSpec, t: &Tensor) -> Result<(), OnnxError> {
-    let got = t.dtype();
-    if spec.dtype != got {
-        return Err(OnnxError::WrongDtype {
-            name: spec.name.clone(),
-            expected: spec.dtype,
-            got,
-        });
-    }
-    let Some(dims) = &spec.shape else {
-        return Ok(());
-    };
-    let shape = t.shape();
-    if dims.len() != shape.len() {
-        return Err(OnnxError::WrongRank {
-            name: spec.name.clone(),
-            expected: dims.len(),
-            expected_shape: dims.clone(),
-            got: shape.len(),
-            got_shape: shape.to_vec(),
-        });
-    }
-    for (axis, (d, &size)) in dims.iter().zip(shape).enumerate() {
-        if let Dim::Fixed(expected) = d
-            && *expected != size
-        {
-            return Err(OnnxError::WrongDim {
-                name: spec.name.clone(),
-                axis,
-                expected: *expected,
-                got: size,
-                expected_shape: dims.clone(),
-                got_shape: shape.to_vec(),
-            });
-        }
-    }
-    Ok(())
-}
-
 // Load-time helpers.
-
-/// The first session, on the configured provider or — when it cannot be used and the
-/// configuration allows it — on the CPU: the builder for the rest of the pool, the session,
-/// where it runs, and why it fell back.
-fn first_session(
-    config: &OnnxConfig,
-    source: Source<'_>,
-    base: &dyn Fn() -> Result<SessionBuilder, OnnxError>,
-) -> Result<(SessionBuilder, Session, ExecutionProvider, Option<String>), OnnxError> {
-    let requested = &config.provider;
-    let mut builder = base()?;
-    if !requested.is_accelerator() {
-        let first = commit(&mut builder, source)?;
-        return Ok((builder, first, ExecutionProvider::Cpu, None));
-    }
-    // Why the provider cannot be used, with a CPU session already made when finding out
-    // needed one.
-    let (reason, on_cpu) = match requested.register(&mut builder) {
-        Err(reason) => (reason, None),
-        Ok(()) => match commit(&mut builder, source) {
-            Ok(first) => return Ok((builder, first, requested.clone(), None)),
-            Err(e) => {
-                // The model or the provider? A CPU session tells: a model the CPU cannot
-                // load either is an invalid model, whatever the provider.
-                let mut cpu = base()?;
-                let session = commit(&mut cpu, source)?;
-                let message = match e {
-                    OnnxError::InvalidModel { message, .. } => message,
-                    other => other.to_string(),
-                };
-                let reason = format!("ONNX Runtime could not start a session on it: {message}");
-                (reason, Some((cpu, session)))
-            }
-        },
-    };
-    if !config.cpu_fallback {
-        return Err(OnnxError::ProviderUnavailable {
-            provider: requested.clone(),
-            reason,
-        });
-    }
-    tracing::warn!(target: "bluegreen", provider = %requested, %reason, path = ?source.path(),
-        "execution provider unavailable; loading on the CPU as configured (cpu_fallback)");
-    let (builder, first) = match on_cpu {
-        Some(made) => made,
-        None => {
-            let mut cpu = base()?;
-            let first = commit(&mut cpu, source)?;
-            (cpu, first)
-        }
-    };
-    Ok((builder, first, ExecutionProvider::Cpu, Some(reason)))
-}
-
-fn commit(builder: &mut SessionBuilder, source: Source<'_>) -> Result<Session, OnnxError> {
-    let result = match source {
-        Source::File(path) => builder.commit_from_file(path),
-        Source::Memory(bytes) => builder.commit_from_memory(bytes),
-    };
-    result.map_err(|e| OnnxError::InvalidModel {
-        path: source.path(),
-        message: e.to_string(),
-    })
-}
 
 fn slot(session: Session, output_names: &[String]) -> CachePadded<Mutex<Slot>> {
     CachePadded::new(Mutex::new(Slot {
@@ -634,62 +531,6 @@ fn slot(session: Session, output_names: &[String]) -> CachePadded<Mutex<Slot>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ElementType;
-
-    fn spec_f32(name: &str, dims: Vec<Dim>) -> TensorSpec {
-        TensorSpec::new(name, ElementType::F32, dims)
-    }
-
-    #[test]
-    fn check_accepts_dynamic_batch_and_matching_fixed_dim() {
-        let s = spec_f32(
-            "input",
-            vec![Dim::Dynamic(Some("batch".into())), Dim::Fixed(4)],
-        );
-        let t = Tensor::from(ndarray::Array2::<f32>::zeros((7, 4)));
-        assert!(check(&s, &t).is_ok());
-    }
-
-    #[test]
-    fn check_rejects_wrong_fixed_dim_with_axis() {
-        let s = spec_f32("input", vec![Dim::Dynamic(None), Dim::Fixed(4)]);
-        let t = Tensor::from(ndarray::Array2::<f32>::zeros((2, 5)));
-        match check(&s, &t) {
-            Err(OnnxError::WrongDim {
-                name,
-                axis,
-                expected,
-                got,
-                ..
-            }) => {
-                assert_eq!((name.as_str(), axis, expected, got), ("input", 1, 4, 5));
-            }
-            other => panic!("expected WrongDim, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn check_rejects_wrong_rank_and_dtype() {
-        let s = spec_f32("input", vec![Dim::Dynamic(None), Dim::Fixed(4)]);
-        let t = Tensor::from(ndarray::Array1::<f32>::zeros(4));
-        assert!(matches!(
-            check(&s, &t),
-            Err(OnnxError::WrongRank {
-                expected: 2,
-                got: 1,
-                ..
-            })
-        ));
-        let t = Tensor::from(ndarray::Array2::<i64>::zeros((1, 4)));
-        assert!(matches!(
-            check(&s, &t),
-            Err(OnnxError::WrongDtype {
-                expected: ElementType::F32,
-                got: ElementType::I64,
-                ..
-            })
-        ));
-    }
 
     #[test]
     fn resolved_spills_past_eight_inputs() {

@@ -1,5 +1,6 @@
 //! [`ExecutionProvider`]: where ONNX Runtime runs a model — the CPU, or an accelerator
-//! through one of ort's execution providers — and registering it on a session builder.
+//! through one of ort's execution providers — registering it on a session builder, and
+//! making a model's first session on it (or, when allowed, on the CPU instead).
 //!
 //! Each accelerator needs two things: bluegreen built with the matching cargo feature
 //! (`cuda`, `tensorrt`, `openvino`, `coreml`, `directml`; each enables ort's feature of the
@@ -15,7 +16,11 @@
 
 use std::fmt;
 
+use ort::session::Session;
 use ort::session::builder::SessionBuilder;
+
+use super::OnnxError;
+use super::config::{OnnxConfig, Source};
 
 /// Sessions in an accelerator's pool unless [`OnnxConfig::pool_size`] says otherwise: the
 /// device runs one session's kernels at a time, and each session holds its own copy of the
@@ -233,4 +238,71 @@ impl fmt::Display for ExecutionProvider {
             }
         }
     }
+}
+
+/// The first session, on the configured provider or — when it cannot be used and the
+/// configuration allows it — on the CPU: the builder for the rest of the pool, the session,
+/// where it runs, and why it fell back.
+pub(super) fn first_session(
+    config: &OnnxConfig,
+    source: Source<'_>,
+    base: &dyn Fn() -> Result<SessionBuilder, OnnxError>,
+) -> Result<(SessionBuilder, Session, ExecutionProvider, Option<String>), OnnxError> {
+    let requested = &config.provider;
+    let mut builder = base()?;
+    if !requested.is_accelerator() {
+        let first = commit(&mut builder, source)?;
+        return Ok((builder, first, ExecutionProvider::Cpu, None));
+    }
+    // Why the provider cannot be used, with a CPU session already made when finding out
+    // needed one.
+    let (reason, on_cpu) = match requested.register(&mut builder) {
+        Err(reason) => (reason, None),
+        Ok(()) => match commit(&mut builder, source) {
+            Ok(first) => return Ok((builder, first, requested.clone(), None)),
+            Err(e) => {
+                // The model or the provider? A CPU session tells: a model the CPU cannot
+                // load either is an invalid model, whatever the provider.
+                let mut cpu = base()?;
+                let session = commit(&mut cpu, source)?;
+                let message = match e {
+                    OnnxError::InvalidModel { message, .. } => message,
+                    other => other.to_string(),
+                };
+                let reason = format!("ONNX Runtime could not start a session on it: {message}");
+                (reason, Some((cpu, session)))
+            }
+        },
+    };
+    if !config.cpu_fallback {
+        return Err(OnnxError::ProviderUnavailable {
+            provider: requested.clone(),
+            reason,
+        });
+    }
+    tracing::warn!(target: "bluegreen", provider = %requested, %reason, path = ?source.path(),
+        "execution provider unavailable; loading on the CPU as configured (cpu_fallback)");
+    let (builder, first) = match on_cpu {
+        Some(made) => made,
+        None => {
+            let mut cpu = base()?;
+            let first = commit(&mut cpu, source)?;
+            (cpu, first)
+        }
+    };
+    Ok((builder, first, ExecutionProvider::Cpu, Some(reason)))
+}
+
+pub(super) fn commit(
+    builder: &mut SessionBuilder,
+    source: Source<'_>,
+) -> Result<Session, OnnxError> {
+    let result = match source {
+        Source::File(path) => builder.commit_from_file(path),
+        Source::Memory(bytes) => builder.commit_from_memory(bytes),
+    };
+    result.map_err(|e| OnnxError::InvalidModel {
+        path: source.path(),
+        message: e.to_string(),
+    })
 }
