@@ -34,14 +34,18 @@
 //! session, `OnnxModel` and `BlueGreen<OnnxModel>` in ~2 ms chunks (same chunk rules), at
 //! 1 and 2 threads; times the first 100 calls after swapping in a freshly loaded model, with
 //! and without warm-up samples, against the same model's steady state; and compares golden-
-//! set validation throughput with raw `predict`. The `shadow` section measures what shadow
+//! set validation throughput with raw `predict`. The `quarantine` section times qualifying
+//! v2 in this process, in a quarantine child (this binary, re-executed) and in a child
+//! that loads nothing. The `shadow` section measures what shadow
 //! traffic costs the caller (trivial model, and the real models with the backend). The
 //! `metrics` section (feature `metrics`) pairs `predict` on a deployment whose collector
 //! publishes through the `metrics` facade with one that publishes nothing.
 //!
 //! This file holds the options, the output lines, the section table and `main`. Each
-//! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`, `memory.rs`,
-//! `onnx.rs`, `shadow.rs`, `metrics.rs`, declared in `mod quickbench` below), and `series.rs` there holds
+//! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`,
+//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, `metrics.rs`, `journal.rs` —
+//! sections `journal` and `watch_lock` —, declared in `mod quickbench` below), and
+//! `series.rs` there holds
 //! the interleaved-rounds statistics they share. The folder has no `main.rs`, so cargo does
 //! not take it for an example of its own.
 //!
@@ -56,12 +60,16 @@ mod common;
 
 mod quickbench {
     pub mod affinity;
+    #[cfg(any(feature = "journal", feature = "watch"))]
+    pub mod journal;
     pub mod memory;
     #[cfg(feature = "metrics")]
     pub mod metrics;
     #[cfg(feature = "onnx")]
     pub mod onnx;
     pub mod overhead;
+    #[cfg(all(feature = "onnx", feature = "quarantine"))]
+    pub mod quarantine;
     pub mod series;
     pub mod shadow;
     pub mod swap;
@@ -70,10 +78,16 @@ mod quickbench {
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "journal")]
+use quickbench::journal::journal;
+#[cfg(feature = "watch")]
+use quickbench::journal::watch_lock;
 #[cfg(feature = "metrics")]
 use quickbench::metrics::metrics;
 #[cfg(feature = "onnx")]
 use quickbench::onnx::onnx;
+#[cfg(all(feature = "onnx", feature = "quarantine"))]
+use quickbench::quarantine::quarantine;
 use quickbench::{
     affinity::affinity, memory::memory, overhead::overhead, shadow::shadow, swap::swap,
 };
@@ -180,10 +194,28 @@ fn sections() -> Vec<Section> {
             about: "feature metrics: predict with a collector publishing (1 s, 1 ms) vs none, 1/2 threads",
             run: metrics,
         },
+        #[cfg(all(feature = "onnx", feature = "quarantine"))]
+        Section {
+            name: "quarantine",
+            about: "qualifying digits v2: in process vs in a quarantine child vs an empty child",
+            run: quarantine,
+        },
         Section {
             name: "shadow",
             about: "caller cost of shadow traffic: none vs saturated vs 1 %, 1 thread",
             run: shadow,
+        },
+        #[cfg(feature = "journal")]
+        Section {
+            name: "journal",
+            about: "stage + swap + rollback with a journal (3 fsynced commits) vs without",
+            run: journal,
+        },
+        #[cfg(feature = "watch")]
+        Section {
+            name: "watch_lock",
+            about: "share of time the watcher holds the operation lock while a held model blocks it",
+            run: watch_lock,
         },
     ]
 }
@@ -215,6 +247,9 @@ struct Flags {
 }
 
 fn main() {
+    // First: a quarantine child (the `quarantine` section's) runs its job and exits here.
+    #[cfg(all(feature = "onnx", feature = "quarantine"))]
+    common::onnx::hook().enter();
     let flags = <Flags as clap::Parser>::parse();
     let opts = Opts {
         rounds: flags.rounds as usize,

@@ -5,7 +5,12 @@
 //! bash scripts/setup-ort.sh                                 # ONNX Runtime, once
 //! BLUEGREEN_ADMIN_TOKEN=s3cret cargo run --release --features metrics,tower --example serve
 //! cargo run --release --features watch,metrics,tower --example serve -- --watch auto
+//! cargo run --release --features watch,journal,metrics,tower --example serve -- --watch auto --journal state/journal.db
 //! ```
+//!
+//! With `--journal FILE` every decision is recorded in SQLite and a restart resumes on the
+//! version last live (rather than `--version`), skipping one whose folder was replaced in
+//! place; versions rolled back or refused stay banned for the same bytes (`unban`).
 //!
 //! It serves one model repository (`models/<name>/<version>/model.onnx`, default
 //! `models/digits`), or many (`--model NAME=DIR`, repeated), each with its own
@@ -26,6 +31,8 @@
 //! | `POST /admin/models/<name>/rollback` | switch back to the previous model |
 //! | `POST /admin/models/<name>/unstage` | free the standby slot |
 //! | `GET /admin/models/<name>/status` | deployment (and watcher) status as JSON |
+//! | `GET /admin/models/<name>/history?limit=N` | the journal's newest rows about the model (`--journal`) |
+//! | `POST /admin/models/<name>/unban` `{"version": "3"}` | lift the journal's bans on a version (`--journal`) |
 //!
 //! Admin endpoints need `Authorization: Bearer $BLUEGREEN_ADMIN_TOKEN`; when that variable is
 //! unset or empty they answer 403 (admin disabled). Bad requests get a 400 with a message,
@@ -53,6 +60,17 @@
 //! worker on its own session (`OnnxModel` gives every thread a "home" session, which works
 //! best when the threads are few and long-lived). Admin operations — loading, validating,
 //! draining — are rare and block for long, so they go to `spawn_blocking`.
+//!
+//! # Quarantine
+//!
+//! On by default (`--quarantine off` to disable): a model file from the repository is
+//! untrusted until proven, so every candidate — staged through the admin API or rolled out
+//! by the watcher — is first loaded, warmed and gated (accuracy, sanity) in a child process
+//! under an address-space cap, a CPU-time cap and a wall-clock deadline
+//! (`--quarantine-memory-mib`, `--quarantine-cpu-ms`, `--quarantine-wall-ms`). The child is
+//! this binary, re-executed: `main()` calls `bluegreen::quarantine::enter()` first. An
+//! endless loop, a memory bomb or a crash is refused (422, with its cause) and never touches
+//! this process; the live model serves throughout.
 //!
 //! # Flags
 //!
@@ -100,6 +118,9 @@ pub struct App {
 }
 
 fn main() {
+    // First: in a quarantine child (a candidate being qualified), this runs the job and
+    // exits; nothing below runs there.
+    bluegreen::quarantine::enter();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -240,6 +261,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/admin/models/{name}/swap", post(admin::swap))
         .route("/admin/models/{name}/rollback", post(admin::rollback))
         .route("/admin/models/{name}/unstage", post(admin::unstage));
+    #[cfg(feature = "journal")]
+    let admin = admin
+        .route("/admin/models/{name}/history", get(admin::history))
+        .route("/admin/models/{name}/unban", post(admin::unban));
     let routes = limits
         .public(public)
         .merge(admin)

@@ -11,8 +11,9 @@
 //! The service adds what only it sees, through the same facade: HTTP answers by route and
 //! code; predictions as the service answered them (requests, input/model errors, and
 //! latency including queueing and JSON, by model and version); readiness per model; open
-//! connections; the inference queue (depth, bound, shed, skipped, computed); the watcher's
-//! promotions and refusals.
+//! connections; the inference queue (depth, bound, shed, skipped, computed); candidates
+//! refused in quarantine; the journal's health (`--journal`); the watcher's promotions and
+//! refusals, the version it converges to and whether this replica is on it (skew).
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub struct ServerSample {
 /// The recorder, installed for the process.
 pub struct Metrics {
     handle: PrometheusHandle,
+    /// The (model, version) targets last published as desired.
+    desired: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 /// Latency buckets, seconds: 50 µs … 2.5 s.
@@ -103,7 +106,27 @@ impl Metrics {
             "bluegreen_inference_jobs_total",
             "Predict jobs that ran to an answer on the inference pool."
         );
+        describe_counter!(
+            "bluegreen_quarantine_refusals_total",
+            "Candidates refused in a quarantine child (crash, memory, CPU, wall time, gate, load)."
+        );
+        describe_gauge!(
+            "bluegreen_journal_healthy",
+            "1 when the journal is writable and nothing waits to be written (--journal)."
+        );
+        describe_gauge!(
+            "bluegreen_journal_pending",
+            "Journal rows waiting to be written; admin operations are refused meanwhile."
+        );
         if watching {
+            describe_gauge!(
+                "bluegreen_version_skew",
+                "1 while the active version is not the one the watcher converges to (fleet: the manifest's); summed over replicas, the replicas off target."
+            );
+            describe_gauge!(
+                "bluegreen_desired_version_info",
+                "1 for the version the watcher converges to (fleet: the manifest's)."
+            );
             describe_counter!(
                 "bluegreen_watch_promotions_total",
                 "Versions the repository watcher moved traffic to."
@@ -113,7 +136,27 @@ impl Metrics {
                 "Candidates the repository watcher refused (load or gate failure)."
             );
         }
-        Ok(Metrics { handle })
+        Ok(Metrics {
+            handle,
+            desired: std::sync::Mutex::default(),
+        })
+    }
+
+    /// Sets `bluegreen_desired_version_info` to 1 for each model's target now and to 0 for
+    /// a target it no longer has (the exporter keeps a series once set).
+    fn set_desired(&self, now: Vec<(String, String)>) {
+        let mut last = self.desired.lock().unwrap_or_else(|e| e.into_inner());
+        for (model, version) in last.iter() {
+            if !now.contains(&(model.clone(), version.clone())) {
+                gauge!("bluegreen_desired_version_info", "model" => model.clone(), "version" => version.clone())
+                    .set(0.0);
+            }
+        }
+        for (model, version) in &now {
+            gauge!("bluegreen_desired_version_info", "model" => model.clone(), "version" => version.clone())
+                .set(1.0);
+        }
+        *last = now;
     }
 
     /// Drains the exporter's histogram samples into its buckets. The exporter keeps every
@@ -130,13 +173,35 @@ impl Metrics {
         models: impl Iterator<Item = &'a std::sync::Arc<Served>>,
         server: &ServerSample,
     ) -> String {
+        let mut desired = Vec::new();
         for m in models {
-            gauge!("bluegreen_ready", "model" => m.name().to_owned())
-                .set(if m.readiness().is_ok() { 1.0 } else { 0.0 });
+            let name = m.name().to_owned();
+            gauge!("bluegreen_ready", "model" => name.clone()).set(if m.readiness().is_ok() {
+                1.0
+            } else {
+                0.0
+            });
+            if let Some((target, converged)) = m.target() {
+                gauge!("bluegreen_version_skew", "model" => name.clone()).set(if converged {
+                    0.0
+                } else {
+                    1.0
+                });
+                desired.push((name.clone(), target));
+            }
             if let Some(bg) = m.bg.get() {
                 bg.publish_metrics();
+                let status = bg.status();
+                counter!("bluegreen_quarantine_refusals_total", "model" => name.clone())
+                    .absolute(status.quarantine_refusals);
+                if let Some(j) = &status.journal {
+                    gauge!("bluegreen_journal_healthy", "model" => name.clone())
+                        .set(if j.healthy { 1.0 } else { 0.0 });
+                    gauge!("bluegreen_journal_pending", "model" => name).set(j.pending as f64);
+                }
             }
         }
+        self.set_desired(desired);
         let q = &server.queue;
         gauge!("bluegreen_open_connections").set(server.open_connections as f64);
         gauge!("bluegreen_queue_depth").set(q.in_flight as f64);

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bluegreen::gates::{GoldenGates, SchemaGate};
 use bluegreen::onnx::ndarray::{Axis, Slice};
-use bluegreen::onnx::{Inputs, OnnxBinding, OnnxConfig, OnnxModel};
+use bluegreen::onnx::{Inputs, OnnxBinding, OnnxConfig, OnnxModel, OnnxTrial};
+use bluegreen::quarantine::{Quarantine, QuarantineError};
 use bluegreen::repository::Repository;
 use bluegreen::{BlueGreen, GoldenSet, ValidationReport};
 
-use super::flags::{Args, ModelSpec};
+use super::flags::{Args, ModelSpec, QuarantineCaps};
 use super::queue::{InferenceQueue, ModelService};
 
 /// Where a model's start-up is.
@@ -99,6 +100,17 @@ impl Served {
         }
     }
 
+    /// The watcher's target and whether the active version is it (`None` without a
+    /// watcher, or before its first look).
+    pub fn target(&self) -> Option<(String, bool)> {
+        #[cfg(feature = "watch")]
+        if let Some(w) = self.watcher.get() {
+            let st = w.status();
+            return st.target.map(|t| (t, st.converged));
+        }
+        None
+    }
+
     /// The model file inside a version directory.
     pub fn model_path(&self, dir: &Path) -> PathBuf {
         dir.join(&self.model_file)
@@ -164,11 +176,32 @@ impl Models {
 /// against the gates, and starts its watcher if asked.
 pub fn start(model: &Arc<Served>, args: &Args, queue: &InferenceQueue) -> Result<(), String> {
     let name = model.name().to_owned();
-    let version = initial_version(&model.spec, args)?;
-    let dir = model
-        .repo
-        .version(&version)
-        .map_err(|e| format!("model {name}: initial version: {e}"))?;
+    let mut builder = BlueGreen::builder().name(name.clone());
+    // With a journal, the version to start on is the one last live, not the flag's.
+    #[cfg(feature = "journal")]
+    let resumed = match &args.journal {
+        Some(path) => {
+            builder = builder.journal(path);
+            let resume = builder
+                .resume()
+                .map_err(|e| format!("model {name}: journal: {e}"))?;
+            resume_dir(model, &resume, args)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "journal"))]
+    let resumed: Option<bluegreen::repository::VersionDir> = None;
+    let dir = match resumed {
+        Some(dir) => dir,
+        None => {
+            let version = initial_version(&model.spec, args)?;
+            model
+                .repo
+                .version(&version)
+                .map_err(|e| format!("model {name}: initial version: {e}"))?
+        }
+    };
+    let version = dir.version.clone();
     if args.desired.is_some() && !dir.is_complete() {
         // Fleet mode follows the completion rule from the start: a replica whose repository
         // is still being synced must not load a half-copied model; it fails, and is
@@ -179,6 +212,12 @@ pub fn start(model: &Arc<Served>, args: &Args, queue: &InferenceQueue) -> Result
             model.repo.marker()
         ));
     }
+    // Its name and the hash of its files: the watcher compares the live version's files
+    // with it, and the journal records it.
+    let identity = model
+        .repo
+        .identity(&dir)
+        .map_err(|e| format!("model {name}: initial version {version}: {e}"))?;
     let golden = GoldenSet::npz(&model.spec.golden)
         .inputs("inputs")
         .labels("labels")
@@ -194,10 +233,9 @@ pub fn start(model: &Arc<Served>, args: &Args, queue: &InferenceQueue) -> Result
                 .to_owned(),
         )
     };
-    // Named for its `model` metric label; published from the scrape handler (no collector
-    // thread); model calls timed for `bluegreen_prediction_duration_seconds`.
-    let mut builder = BlueGreen::builder()
-        .name(name.as_str())
+    // Named (above) for its `model` metric label; published from the scrape handler (no
+    // collector thread); model calls timed for `bluegreen_prediction_duration_seconds`.
+    builder = builder
         .metrics_interval(None)
         .track_latency(true)
         .validator(SchemaGate::like_live().same_metadata_as_live("feature_schema"))
@@ -207,14 +245,35 @@ pub fn start(model: &Arc<Served>, args: &Args, queue: &InferenceQueue) -> Result
     if let Some(max_drop) = args.max_drop {
         builder = builder.validator(gates.regression(max_drop));
     }
+    if let Some(caps) = args.quarantine {
+        builder = builder.quarantine(quarantine(model, args, caps));
+    }
     let path = model.model_path(&dir.path);
+    if let Some(caps) = args.quarantine {
+        // The initial version comes from the repository too: it must not be able to hang
+        // or bomb this process either. A gate refusal is not fatal here — the model ran
+        // safely in the child; the start-up check below reports it (not ready).
+        let report = quarantine(model, args, caps).qualify(&version, &path);
+        match &report.refusal {
+            None => tracing::info!(model = %name, %version, "{report}"),
+            Some(QuarantineError::Refused(_)) => {
+                tracing::warn!(model = %name, %version, "{report}");
+            }
+            Some(_) => {
+                return Err(format!(
+                    "model {name}: initial model {version}: {}",
+                    model.redact(&report.to_string())
+                ));
+            }
+        }
+    }
     let loaded = model
         .onnx
         .load(&path)
         .map_err(|e| format!("model {name}: initial model {version}: {e}"))?;
     let bg = Arc::new(
         builder
-            .build(version.clone(), loaded)
+            .build(identity, loaded)
             .map_err(|e| format!("model {name}: initial model {version}: {e}"))?,
     );
     let initial_generation = bg.active().generation();
@@ -240,6 +299,52 @@ pub fn start(model: &Arc<Served>, args: &Args, queue: &InferenceQueue) -> Result
         note: None,
     };
     start_watcher(model, bg, args)
+}
+
+/// With a journal: the newest version that was live and still has the bytes it had then
+/// (a folder replaced in place is skipped, loudly), and that its watcher may start on.
+#[cfg(feature = "journal")]
+fn resume_dir(
+    model: &Served,
+    resume: &bluegreen::journal::Resume,
+    args: &Args,
+) -> Option<bluegreen::repository::VersionDir> {
+    let name = model.name();
+    for (i, live) in resume.live_history.iter().enumerate() {
+        let Ok(dir) = model.repo.version(live.version()) else {
+            tracing::warn!(model = %name, version = %live.version(),
+                "was live, but is no longer in the repository");
+            continue;
+        };
+        if args.desired.is_some() && !dir.is_complete() {
+            continue;
+        }
+        match model.repo.identity(&dir) {
+            Ok(found) if found == *live => {
+                tracing::info!(model = %name, version = %live.version(),
+                    last_live = i == 0, "resuming from the journal");
+                return Some(dir);
+            }
+            Ok(found) => tracing::error!(model = %name, version = %live.version(),
+                recorded = ?live.content(), found = ?found.content(),
+                "was replaced in place since it was live; not loading it under that name"),
+            Err(e) => tracing::warn!(model = %name, version = %live.version(), error = %e,
+                "cannot read the version that was live"),
+        }
+    }
+    None
+}
+
+/// The quarantine every candidate of `model` goes through first: load, warm up, sanity
+/// and accuracy on its golden set, in a capped child.
+fn quarantine(model: &Served, args: &Args, caps: QuarantineCaps) -> Quarantine<OnnxModel> {
+    let trial = OnnxTrial::new()
+        .golden(&model.spec.golden)
+        .min_accuracy(args.min_accuracy);
+    Quarantine::onnx_with(trial, model.onnx.clone())
+        .memory_limit(caps.memory_bytes)
+        .cpu_limit(caps.cpu)
+        .wall_limit(caps.wall)
 }
 
 /// The version to start with: the model's own, else the fleet manifest's.
@@ -295,6 +400,9 @@ fn start_watcher(
         });
     if let Some(manifest) = &args.desired {
         builder = builder.follow_manifest(manifest);
+    }
+    if args.quarantine.is_some() {
+        builder = builder.quarantine(&args.model_file);
     }
     let onnx = model.onnx.clone();
     let model_file = args.model_file.clone();

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bluegreen::quarantine::QuarantineReport;
 use bluegreen::{
     Check, RollbackReport, SlotStatus, StageReport, Status, SwapReport, TensorSpec,
     ValidationReport,
@@ -67,6 +68,7 @@ fn slot_json(s: &SlotStatus) -> Value {
         "requests": s.requests,
         "errors": s.errors,
         "loaded_at": unix(s.loaded_at),
+        "content": s.content.map(|h| h.to_string()),
     })
 }
 
@@ -78,8 +80,28 @@ pub fn status_json(s: &Status) -> Value {
         "swaps": s.swaps,
         "rollbacks": s.rollbacks,
         "rejections": s.rejections,
+        "quarantine_refusals": s.quarantine_refusals,
+        "last_quarantine": s.last_quarantine.as_ref().map(quarantine_json),
         "last_validation": s.last_validation.as_ref().map(validation_json),
         "last_change": unix(s.last_change),
+        "auto_rollbacks": s.auto_rollbacks,
+        "last_auto_rollback": s.last_auto_rollback.as_ref().map(|r| json!({
+            "from": r.from, "to": r.to, "reason": r.reason, "at": unix(r.at),
+        })),
+        "content_changed": s.content_changed.as_ref().map(|c| json!({
+            "version": c.version,
+            "loaded": c.loaded.to_string(),
+            "found": c.found.to_string(),
+            "since": unix(c.since),
+        })),
+        "journal": s.journal.as_ref().map(|j| json!({
+            "healthy": j.healthy,
+            "written": j.written,
+            "pending": j.pending,
+            "failed_writes": j.failed_writes,
+            "last_error": j.last_error,
+            "bans": j.bans,
+        })),
     })
 }
 
@@ -91,6 +113,22 @@ pub fn stage_json(r: &StageReport) -> Value {
         "retired": r.retired,
         "drain_wait_s": secs(r.drain_wait),
         "load_s": r.load.map(secs),
+        "quarantine": r.quarantine.as_ref().map(quarantine_json),
+    })
+}
+
+/// A quarantine run: passed or refused (its cause), and what the child used.
+pub fn quarantine_json(r: &QuarantineReport) -> Value {
+    json!({
+        "version": r.version,
+        "passed": r.passed(),
+        "cause": r.refusal.as_ref().map(|e| e.cause()),
+        "reason": r.refusal.as_ref().map(ToString::to_string),
+        "validation": r.validation.as_ref().map(validation_json),
+        "peak_memory_bytes": r.usage.peak_memory,
+        "cpu_s": r.usage.cpu.map(secs),
+        "elapsed_s": secs(r.usage.elapsed),
+        "finished_at": unix(r.finished_at),
     })
 }
 
@@ -139,6 +177,11 @@ pub fn watch_json(w: &bluegreen::watch::WatchStatus) -> Value {
         "fallback_reason": w.fallback_reason,
         "desired": w.desired,
         "target": w.target,
+        "active": w.active,
+        "converged": w.converged,
+        "divergence": w.divergence,
+        "next_retry": w.next_retry.map(unix),
+        "content_changed": w.content_changed,
         "waiting": w.waiting,
         "scans": w.scans,
         "last_scan": w.last_scan.map(unix),

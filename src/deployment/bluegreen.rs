@@ -2,10 +2,12 @@
 //! construction, and how it shuts down.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
+use super::audit::Audit;
 use super::builder::{Builder, Config};
 use super::error::{Error, Result};
 use super::faults::FaultLog;
@@ -14,9 +16,10 @@ use super::monitor::Monitor;
 use super::retire::Retirer;
 use super::state::State;
 use crate::model::Model;
-use crate::slot::{Hung, Slot};
+use crate::slot::{Hung, Identity, Slot};
 use crate::traffic::routing::Sessions;
 use crate::traffic::shadow::ShadowRuntime;
+use crate::validation::GateWorker;
 
 /// Longest accepted version label (and deployment name), in bytes.
 const MAX_VERSION_LEN: usize = 256;
@@ -114,16 +117,22 @@ pub(super) struct Inner<M: Model> {
     /// Candidate and previous slots, counters; held only briefly (the flips happen under
     /// it), so `status()` never waits on a swap.
     pub(super) state: Mutex<State<M>>,
+    /// Signalled when a rollback claimed in the state (`BakeRun::claimed`) is done.
+    pub(super) claim_released: Condvar,
     pub(super) config: Config<M>,
     /// Faults caught on bluegreen's threads.
     pub(super) faults: Arc<FaultLog>,
     /// Work abandoned past its deadline, still holding models.
     pub(super) hung: Hung,
+    /// The thread gates and warm-ups run on.
+    pub(super) gate_worker: GateWorker,
     /// The thread that calls the automatic-rollback hook, when one is configured.
     pub(super) hooks: Option<Hooks>,
     /// What the last metrics publish saw.
     #[cfg(feature = "metrics")]
     pub(super) marks: Mutex<super::publish::Marks>,
+    /// The journal (when configured) and the bans in force.
+    pub(super) audit: Audit,
     /// Declared last: dropped after everything that may hold a model, so it releases the
     /// final references.
     pub(super) retirer: Retirer<M>,
@@ -136,7 +145,7 @@ pub(super) struct CanaryRoute<M: Model> {
 
 impl<M: Model> BlueGreen<M> {
     /// A deployment with default settings and no gates.
-    pub fn new(version: impl Into<String>, model: M) -> Result<Self> {
+    pub fn new(version: impl Into<Identity>, model: M) -> Result<Self> {
         Builder::default().build(version, model)
     }
 
@@ -161,18 +170,27 @@ impl<M: Model> Drop for Inner<M> {
         // Stop the shadow worker and clear every route, then hand both models to the
         // retirer, so their last references are released on its thread when
         // `self.retirer` (the last field) shuts it down.
+        // One deadline for every thread to stop, not one each.
+        let deadline = Instant::now() + self.config.shutdown_timeout;
         if let Some(shadow) = self.shadow.as_mut() {
-            shadow.shutdown();
+            shadow.shutdown(deadline);
         }
         self.unpublish();
         self.retirer.hold_until_shutdown(self.active.load_full());
         let st = self.state.get_mut();
         let slots = [st.candidate.take(), st.previous.take()]
             .into_iter()
-            .chain([st.draining.take().map(|(_, s)| s)]);
-        for s in slots.flatten() {
+            .flatten()
+            .chain(std::mem::take(&mut st.draining).into_iter().map(|(_, s)| s));
+        for s in slots {
             self.retirer.hold_until_shutdown(s.slot);
         }
+        if let Some(hooks) = self.hooks.as_mut() {
+            hooks.shutdown(deadline);
+        }
+        // The retirer itself stops when it is dropped, as the last field: after the
+        // active pointer, so that the reference it holds is the model's last.
+        self.retirer.stop_by(deadline);
     }
 }
 
@@ -191,6 +209,17 @@ impl<M: Model> std::fmt::Debug for BlueGreen<M> {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// `identity` with its label checked.
+pub(super) fn checked_identity(identity: Identity) -> Result<Identity> {
+    let (version, content) = identity.into_parts();
+    let version = checked_version(version)?;
+    let identity = Identity::new(String::from(version));
+    Ok(match content {
+        Some(h) => identity.with_content(h),
+        None => identity,
+    })
 }
 
 pub(super) fn checked_version(version: String) -> Result<Box<str>> {

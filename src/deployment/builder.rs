@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
-use super::bluegreen::{BlueGreen, Inner, checked_name, checked_version};
+use super::actor::Actor;
+use super::audit::{Audit, named, record};
+use super::bluegreen::{BlueGreen, Inner, checked_identity, checked_name};
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
 use super::hooks::Hooks;
@@ -16,11 +18,13 @@ use super::monitor::Monitor;
 use super::retire::Retirer;
 use super::state::State;
 use super::warmup::warm;
+use crate::journal::EventKind;
 use crate::model::Model;
-use crate::slot::{Hung, Slot};
+use crate::slot::{Hung, Identity, Slot};
 use crate::traffic::bake::{AutoRollback, Bake};
 use crate::traffic::routing::{Affinity, Sessions};
-use crate::traffic::shadow::{Shadow, ShadowRuntime};
+use crate::traffic::shadow::{OnPanic, Shadow, ShadowPanic, ShadowRuntime};
+use crate::validation::GateWorker;
 use crate::validation::validate::Validator;
 
 pub(super) type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
@@ -36,13 +40,18 @@ pub(super) struct Config<M: Model> {
     pub(super) bake: Option<Bake>,
     pub(super) timed: bool,
     pub(super) memory_tight: bool,
+    pub(super) shutdown_timeout: Duration,
+    #[cfg(feature = "quarantine")]
+    pub(super) quarantine: Option<crate::validation::quarantine::Quarantine<M>>,
 }
 
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
 pub struct Builder<M: Model> {
-    name: String,
+    pub(super) name: String,
     #[cfg(feature = "metrics")]
     metrics_interval: Option<Duration>,
+    #[cfg(feature = "journal")]
+    pub(super) journal: Option<super::resume::JournalSetup>,
     validators: Vec<Arc<dyn Validator<M>>>,
     validation_deadline: Duration,
     warmup: Vec<M::Input>,
@@ -56,6 +65,8 @@ pub struct Builder<M: Model> {
     memory_tight: bool,
     max_retiring: usize,
     shutdown_timeout: Duration,
+    #[cfg(feature = "quarantine")]
+    quarantine: Option<crate::validation::quarantine::Quarantine<M>>,
 }
 
 impl<M: Model> Default for Builder<M> {
@@ -64,6 +75,8 @@ impl<M: Model> Default for Builder<M> {
             name: DEFAULT_NAME.to_owned(),
             #[cfg(feature = "metrics")]
             metrics_interval: Some(Duration::from_secs(1)),
+            #[cfg(feature = "journal")]
+            journal: None,
             validators: Vec::new(),
             validation_deadline: Duration::from_secs(60),
             warmup: Vec::new(),
@@ -77,6 +90,8 @@ impl<M: Model> Default for Builder<M> {
             memory_tight: false,
             max_retiring: 1,
             shutdown_timeout: Duration::from_secs(10),
+            #[cfg(feature = "quarantine")]
+            quarantine: None,
         }
     }
 }
@@ -86,10 +101,11 @@ pub(super) const DEFAULT_NAME: &str = "default";
 
 impl<M: Model> Builder<M> {
     /// Names the deployment (default `"default"`): the value of the `model` label on every
-    /// series it publishes through the `metrics` facade (feature `metrics`), and the
-    /// `model` field of its log events. Give each deployment in a process its own name, or
-    /// their series add up. Same rules as a version label: not empty, at most 256 bytes,
-    /// no control characters ([`Error::InvalidName`]).
+    /// series it publishes through the `metrics` facade (feature `metrics`), the `model`
+    /// column of its journal rows (feature `journal`; one journal file can serve several
+    /// deployments), and the `model` field of its log events. Give each deployment in a
+    /// process its own name, or their series add up. Same rules as a version label: not
+    /// empty, at most 256 bytes, no control characters ([`Error::InvalidName`]).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -215,20 +231,49 @@ impl<M: Model> Builder<M> {
         self
     }
 
-    /// How long dropping the deployment waits for its threads — the retirer dropping the
-    /// last models, the hook thread, the shadow worker (default 10 s). A thread still busy
-    /// then (a `Drop` or a hook that hangs) is left behind to finish on its own, with an
-    /// error logged, instead of blocking the caller.
+    /// How long dropping the deployment waits for its threads, all together — the shadow
+    /// worker, the hook thread, the retirer dropping the last models (default 10 s). A
+    /// thread still busy then (a `Drop` or a hook that hangs) is left behind to finish on
+    /// its own, with an error logged, instead of blocking the caller.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
     }
 
-    /// Starts the deployment with `model` active under the label `version`, after warming
-    /// it (see [`warmup_samples`](Self::warmup_samples)).
-    pub fn build(self, version: impl Into<String>, model: M) -> Result<BlueGreen<M>> {
-        let version = checked_version(version.into())?;
-        let name: Arc<str> = checked_name(self.name)?.into();
+    /// Qualifies candidates in a child process before they enter this one; see
+    /// [`Quarantine`](crate::quarantine::Quarantine) and
+    /// [`stage_quarantined`](BlueGreen::stage_quarantined). The application's `main()` must
+    /// call [`bluegreen::quarantine::enter()`](crate::quarantine::enter) first (a child is
+    /// this binary, re-executed).
+    #[cfg(feature = "quarantine")]
+    pub fn quarantine(mut self, quarantine: crate::validation::quarantine::Quarantine<M>) -> Self {
+        self.quarantine = Some(quarantine);
+        self
+    }
+
+    /// Starts the deployment with `model` active as `identity` (a version label, or an
+    /// [`Identity`] with the hash of its bytes), after warming it (see
+    /// [`warmup_samples`](Self::warmup_samples)).
+    ///
+    /// With a journal (`Builder::journal`, feature `journal`): refused with [`Error::Banned`] for a banned
+    /// identity, and with [`Error::ContentChanged`] when `identity` has the label the
+    /// journal last recorded as live but other bytes (the version was replaced in place:
+    /// pick another version, e.g. from `journal::Resume::live_history`).
+    /// A journal that cannot be written at start does not stop the deployment: the `start`
+    /// row stays pending and admin operations are refused until it is written.
+    #[cfg_attr(not(feature = "journal"), allow(unused_mut))]
+    pub fn build(mut self, identity: impl Into<Identity>, model: M) -> Result<BlueGreen<M>> {
+        let identity = checked_identity(identity.into())?;
+        let version = identity.version().to_owned();
+        let name: Arc<str> = checked_name(std::mem::take(&mut self.name))?.into();
+        let audit = Audit {
+            #[cfg(feature = "journal")]
+            journal: match self.journal.take() {
+                Some(setup) => Some(setup.open(&name, &identity, self.shutdown_timeout)?),
+                None => None,
+            },
+            name: name.to_string(),
+        };
         let timed = self.track_latency || self.bake.as_ref().is_some_and(Bake::times_calls);
         let config = Config {
             name,
@@ -240,21 +285,32 @@ impl<M: Model> Builder<M> {
             bake: self.bake,
             timed,
             memory_tight: self.memory_tight,
+            shutdown_timeout: self.shutdown_timeout,
+            #[cfg(feature = "quarantine")]
+            quarantine: self.quarantine,
         };
         let faults = Arc::new(FaultLog::default());
         let hung = Hung::default();
-        let slot = match Slot::new(model, &version, timed) {
+        let late_faults = Arc::clone(&faults);
+        let gate_worker = GateWorker::new(Arc::new(move |what: &str, message| {
+            late_faults.record(
+                FaultKind::AbandonedWorkPanicked,
+                None,
+                format!("{what}: {message}"),
+            );
+        }));
+        let slot = match Slot::new(model, &version, identity.content(), timed) {
             Ok(slot) => Arc::new(slot),
             Err((model, message)) => {
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(model)));
                 return Err(Error::ModelPanicked {
-                    version: version.into(),
+                    version,
                     during: "info",
                     message,
                 });
             }
         };
-        if let Err(e) = warm(&config, &hung, &faults, &slot) {
+        if let Err(e) = warm(&config, &hung, &faults, &gate_worker, &slot, &|_| {}) {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
                 tracing::error!(target: "bluegreen", panic = %panic_text(payload.as_ref()),
                     "the refused initial model's drop panicked");
@@ -263,25 +319,25 @@ impl<M: Model> Builder<M> {
         }
         let spawn = |what| move |source| Error::Spawn { what, source };
         let shadow_faults = Arc::clone(&faults);
-        let on_panic: Arc<dyn Fn(&'static str, String) + Send + Sync> =
-            Arc::new(move |version, message| {
-                shadow_faults.record(FaultKind::ShadowPanicked, Some(version), message);
-            });
+        let on_panic: OnPanic = Arc::new(move |site, version, message| {
+            let kind = match site {
+                ShadowPanic::Call => FaultKind::ShadowPanicked,
+                ShadowPanic::Drop => FaultKind::DropPanicked,
+                ShadowPanic::Late => FaultKind::AbandonedWorkPanicked,
+            };
+            shadow_faults.record(kind, Some(version), message);
+        });
         let shadow = self
             .shadow
-            .map(|s| ShadowRuntime::start(s, self.shutdown_timeout, on_panic))
+            .map(|s| ShadowRuntime::start(s, on_panic))
             .transpose()
             .map_err(spawn("shadow"))?;
         let hooks = self
             .on_auto_rollback
-            .map(|hook| Hooks::start(hook, Arc::clone(&faults), self.shutdown_timeout))
+            .map(|hook| Hooks::start(hook, Arc::clone(&faults)))
             .transpose()
             .map_err(spawn("hook"))?;
-        let retirer = Retirer::start(
-            Arc::clone(&faults),
-            self.max_retiring,
-            self.shutdown_timeout,
-        )?;
+        let retirer = Retirer::start(Arc::clone(&faults), self.max_retiring)?;
         let inner = Arc::new(Inner {
             active: ArcSwap::new(slot),
             canary: ArcSwapOption::empty(),
@@ -290,14 +346,24 @@ impl<M: Model> Builder<M> {
             shadow,
             admin: Mutex::new(()),
             state: Mutex::new(State::new()),
+            claim_released: Condvar::new(),
             config,
             faults,
             hung,
+            gate_worker,
             hooks,
             #[cfg(feature = "metrics")]
             marks: Mutex::default(),
+            audit,
             retirer,
         });
+        let active = inner.active.load_full();
+        // The start is a fact: if it cannot be written now it stays pending, and admin
+        // operations are refused until it is.
+        let _ = inner.audit.fact(|| {
+            record(EventKind::Start, &active, &Actor::Application).subject(named(&active))
+        });
+        drop(active);
         let monitor = match &inner.config.bake {
             Some(bake) => Some(Monitor::start(Arc::clone(&inner), bake.check_every)?),
             None => None,

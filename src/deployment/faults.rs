@@ -45,8 +45,10 @@ pub enum FaultKind {
     /// Work on a model overran its deadline and was abandoned (see
     /// [`Status::abandoned`](crate::Status::abandoned)).
     Abandoned,
-    /// Shutting the deployment down left a thread behind after the shutdown timeout.
-    ShutdownDetached,
+    /// Work abandoned past its deadline panicked later: when it finally returned, or
+    /// while dropping the models it held. Nobody waited for it any more; it is counted
+    /// here instead of unwinding out of a bluegreen thread.
+    AbandonedWorkPanicked,
     /// The application's `metrics` recorder panicked while the collector thread published
     /// (feature `metrics`); it publishes again on its next tick.
     MetricsPanicked,
@@ -65,7 +67,7 @@ impl fmt::Display for FaultKind {
             FaultKind::HookSkipped => "hook notification skipped",
             FaultKind::MonitorPanicked => "bake monitor panicked",
             FaultKind::Abandoned => "work abandoned",
-            FaultKind::ShutdownDetached => "thread left behind at shutdown",
+            FaultKind::AbandonedWorkPanicked => "abandoned work panicked",
             FaultKind::MetricsPanicked => "metrics recorder panicked",
         })
     }

@@ -12,7 +12,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -28,15 +28,10 @@ pub(super) struct Hooks {
     handle: Option<JoinHandle<()>>,
     exited: Receiver<()>,
     faults: Arc<FaultLog>,
-    shutdown_wait: Duration,
 }
 
 impl Hooks {
-    pub(super) fn start(
-        hook: RollbackHook,
-        faults: Arc<FaultLog>,
-        shutdown_wait: Duration,
-    ) -> std::io::Result<Self> {
+    pub(super) fn start(hook: RollbackHook, faults: Arc<FaultLog>) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<AutoRollback>(QUEUE);
         let (alive, exited) = crossbeam_channel::bounded::<()>(0);
         let f = Arc::clone(&faults);
@@ -59,7 +54,6 @@ impl Hooks {
             handle: Some(handle),
             exited,
             faults,
-            shutdown_wait,
         })
     }
 
@@ -78,8 +72,9 @@ impl Hooks {
     }
 }
 
-impl Drop for Hooks {
-    fn drop(&mut self) {
+impl Hooks {
+    /// Ends the hook thread, waiting for it until `deadline` (then it is left behind).
+    pub(super) fn shutdown(&mut self, deadline: Instant) {
         drop(self.tx.take());
         let Some(handle) = self.handle.take() else {
             return;
@@ -88,14 +83,24 @@ impl Drop for Hooks {
         if handle.thread().id() == std::thread::current().id() {
             return;
         }
-        match self.exited.recv_timeout(self.shutdown_wait) {
+        match self
+            .exited
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                tracing::error!(target: "bluegreen", wait = ?self.shutdown_wait,
+                tracing::error!(target: "bluegreen",
                     "automatic-rollback hook still running at shutdown; left behind");
             }
             _ => {
                 let _ = handle.join();
             }
         }
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        // `Inner::drop` has normally shut it down with the deployment's deadline already.
+        self.shutdown(Instant::now());
     }
 }

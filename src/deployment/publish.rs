@@ -114,7 +114,7 @@ impl<M: Model> Inner<M> {
             for (label, s) in [("candidate", &st.candidate), ("previous", &st.previous)] {
                 slots.push((label, s.as_ref().map(|s| (Arc::clone(&s.slot), s.state))));
             }
-            if let Some((_, s)) = &st.draining {
+            for (_, s) in &st.draining {
                 slots.push(("draining", Some((Arc::clone(&s.slot), s.state))));
             }
             let canary = st
@@ -160,7 +160,7 @@ impl<M: Model> Inner<M> {
         }
         gauge!(CANARY_RATIO, only_model()).set(canary);
         gauge!(BAKING, only_model()).set(if baking { 1.0 } else { 0.0 });
-        let draining = usize::from(slots.len() > 3);
+        let draining = slots.len().saturating_sub(3);
         let retiring = self.retirer.backlog().len() + draining;
         gauge!(RETIRING, only_model()).set(retiring as f64);
         gauge!(ABANDONED, only_model()).set(self.hung.list().len() as f64);

@@ -1,6 +1,8 @@
 //! The request path: [`predict`](BlueGreen::predict), keyed routing
 //! ([`predict_keyed`](BlueGreen::predict_keyed)), the [`Active`] pin and outcome reports.
-//! Nothing here takes a lock or writes memory another request thread writes.
+//! `predict`, its versioned form and the pin take no lock and write no memory another
+//! request thread writes; `predict_keyed` with [`Affinity`](crate::Affinity) takes the
+//! lock of one of 64 session shards, and `record_outcome` the state lock, briefly.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -250,6 +252,11 @@ impl<M: Model> Active<'_, M> {
     /// The pinned model's generation (unique per load).
     pub fn generation(&self) -> u64 {
         self.slot.generation
+    }
+
+    /// The hash of the bytes the pinned model was loaded from, when it was staged with one.
+    pub fn content(&self) -> Option<crate::slot::ContentHash> {
+        self.slot.content
     }
 
     /// The pinned model itself (calls made directly are not counted in statistics).

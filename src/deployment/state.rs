@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::error::Error;
-use super::status::SlotState;
+use super::status::{ContentChange, SlotState};
 use crate::model::Model;
 use crate::slot::Slot;
 use crate::traffic::bake::AutoRollback;
@@ -24,9 +24,9 @@ pub(super) struct State<M: Model> {
     /// The model active before the last swap (`Previous`, the rollback target) or the
     /// one just rolled back from (`RolledBack`).
     pub(super) previous: Option<Standby<M>>,
-    /// A model taken out of its slot for retirement, while its calls drain. Routes no
-    /// longer reach it; a drain timeout puts it back.
-    pub(super) draining: Option<(Which, Standby<M>)>,
+    /// Models taken out of their slots for retirement, while their calls drain. Routes no
+    /// longer reach them; a drain timeout puts them back.
+    pub(super) draining: Vec<(Which, Standby<M>)>,
     pub(super) swaps: u64,
     pub(super) rollbacks: u64,
     pub(super) rejections: u64,
@@ -34,7 +34,13 @@ pub(super) struct State<M: Model> {
     pub(super) last_validation: Option<ValidationReport>,
     pub(super) last_auto_rollback: Option<AutoRollback>,
     pub(super) bake: Option<BakeRun>,
+    /// The files of the model with this generation were found replaced in place.
+    pub(super) content_changed: Option<(u64, ContentChange)>,
     pub(super) last_change: SystemTime,
+    #[cfg(feature = "quarantine")]
+    pub(super) quarantine_refusals: u64,
+    #[cfg(feature = "quarantine")]
+    pub(super) last_quarantine: Option<crate::validation::quarantine::QuarantineReport>,
 }
 
 /// Which of the two non-active slots.
@@ -49,7 +55,7 @@ impl<M: Model> State<M> {
         Self {
             candidate: None,
             previous: None,
-            draining: None,
+            draining: Vec::new(),
             swaps: 0,
             rollbacks: 0,
             rejections: 0,
@@ -57,7 +63,12 @@ impl<M: Model> State<M> {
             last_validation: None,
             last_auto_rollback: None,
             bake: None,
+            content_changed: None,
             last_change: SystemTime::now(),
+            #[cfg(feature = "quarantine")]
+            quarantine_refusals: 0,
+            #[cfg(feature = "quarantine")]
+            last_quarantine: None,
         }
     }
 
@@ -125,6 +136,19 @@ impl<M: Model> Standby<M> {
 pub(super) struct BakeRun {
     pub(super) generation: u64,
     pub(super) started: Instant,
+    /// A rollback out of this bake is being recorded in the journal (outside the state
+    /// lock): the monitor does not judge it meanwhile, and another rollback waits.
+    pub(super) claimed: bool,
+}
+
+impl BakeRun {
+    pub(super) fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            started: Instant::now(),
+            claimed: false,
+        }
+    }
 }
 
 pub(super) fn not_a_candidate<M: Model>(s: &Standby<M>) -> Error {

@@ -9,9 +9,11 @@ use super::ModelInfo;
 /// [`info`](Model::info) to learn what the model accepts and produces.
 ///
 /// A model is shared between request threads through `&self`, so it must be `Send + Sync`.
-/// It is dropped by bluegreen's background retirer thread, never by a request thread, so
-/// an expensive `Drop` (freeing gigabytes of weights, closing a GPU context) does not show up
-/// in anyone's request latency.
+/// bluegreen drops it off the request threads — on its background retirer thread, or, for
+/// a model still held by work abandoned past its deadline, on that work's thread when it
+/// lets go — so an expensive `Drop` (freeing gigabytes of weights, closing a GPU context)
+/// does not show up in anyone's request latency. (A model `stage` refuses before it was
+/// ever staged is dropped on the caller's thread.)
 ///
 /// # Panics, hangs and slow drops
 ///
@@ -26,9 +28,9 @@ use super::ModelInfo;
 ///   recorded as a [fault](crate::Faults) with the version. A call that never returns is
 ///   abandoned at its deadline — listed in [`Status::abandoned`](crate::Status::abandoned)
 ///   until it does — and does not stop the deployment from retiring the model.
-/// * **`Drop`**: runs on the retirer thread, inside `catch_unwind`; a panic is a fault,
-///   and a slow drop delays the next retirement rather than letting models pile up (see
-///   [`Builder::max_retiring`](crate::Builder::max_retiring)).
+/// * **`Drop`**: runs inside `catch_unwind` wherever bluegreen drops a model; a panic is
+///   a fault, and a slow drop delays the next retirement rather than letting models pile
+///   up (see [`Builder::max_retiring`](crate::Builder::max_retiring)).
 ///
 /// # Example
 ///

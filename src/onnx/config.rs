@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use ort::session::builder::GraphOptimizationLevel;
 
 use super::OnnxError;
+use super::metadata::MetadataLimits;
 use super::model::OnnxModel;
 use super::provider::{ACCELERATOR_SESSIONS, ExecutionProvider};
 
@@ -71,6 +72,7 @@ pub struct OnnxConfig {
     pub(super) share_prepacked_weights: bool,
     pub(super) provider: ExecutionProvider,
     pub(super) cpu_fallback: bool,
+    pub(super) metadata_limits: MetadataLimits,
 }
 
 impl Default for OnnxConfig {
@@ -82,6 +84,7 @@ impl Default for OnnxConfig {
             share_prepacked_weights: true,
             provider: ExecutionProvider::Cpu,
             cpu_fallback: false,
+            metadata_limits: MetadataLimits::default(),
         }
     }
 }
@@ -151,6 +154,19 @@ impl OnnxConfig {
     #[must_use]
     pub fn cpu_fallback(mut self, allow: bool) -> Self {
         self.cpu_fallback = allow;
+        self
+    }
+
+    /// How much of a model's custom metadata is kept in its
+    /// [`ModelInfo`](crate::ModelInfo): at most `entries` entries and `bytes` bytes (as
+    /// stored in the file), in file order. Default 1024 entries, 1 MiB. Entries past
+    /// either limit are skipped unread, and
+    /// `bluegreen.metadata_dropped` in the metadata says how many entries and bytes were
+    /// left out (a warning is logged too). The metadata is read in one pass over the file
+    /// however many entries it has; ONNX Runtime itself still parses all of them.
+    #[must_use]
+    pub fn metadata_limits(mut self, entries: usize, bytes: usize) -> Self {
+        self.metadata_limits = MetadataLimits { entries, bytes };
         self
     }
 

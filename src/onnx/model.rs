@@ -142,7 +142,7 @@ impl OnnxModel {
 
         let (mut builder, first, provider, fallback) = first_session(config, source, &base)?;
         let pool_size = config.pool_size_on(&provider);
-        let info = describe(&first);
+        let info = describe(&first, source, config.metadata_limits);
         let inputs: Box<[TensorSpec]> = info.inputs.clone().into_boxed_slice();
         let input_names: Box<[String]> = inputs.iter().map(|t| t.name.clone()).collect();
         let output_names: Vec<String> = first

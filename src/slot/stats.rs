@@ -168,6 +168,7 @@ impl SlotStats {
         CallGuard {
             lane,
             returned: false,
+            failed: false,
         }
     }
 
@@ -206,11 +207,13 @@ impl SlotStats {
     pub(crate) fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for lane in self.lanes.iter() {
-            // `finished` first: its Acquire load makes the matching `started` visible, so
-            // started >= finished holds per lane and in-flight never underflows.
-            let finished = lane.finished.load(Ordering::Acquire);
-            let failed = lane.failed.load(Ordering::Acquire);
+            // Read in the opposite order of the writes (started, finished, then failed and
+            // panicked): each Acquire load makes the earlier writes visible, so per lane
+            // panicked <= failed <= finished <= started holds in every snapshot and
+            // in-flight never underflows.
             let panicked = lane.panicked.load(Ordering::Acquire);
+            let failed = lane.failed.load(Ordering::Acquire);
+            let finished = lane.finished.load(Ordering::Acquire);
             let started = lane.started.load(Ordering::Acquire);
             t.finished += finished;
             t.failed += failed;
@@ -235,6 +238,8 @@ pub(crate) struct CallGuard<'a> {
     lane: Option<&'a Lane>,
     /// Set by `finish`: the model returned.
     returned: bool,
+    /// Set by `finish`: it returned an error.
+    failed: bool,
 }
 
 impl CallGuard<'_> {
@@ -242,9 +247,7 @@ impl CallGuard<'_> {
     #[inline]
     pub(crate) fn finish(mut self, failed: bool) {
         self.returned = true;
-        if failed && let Some(lane) = self.lane {
-            bump(&lane.failed);
-        }
+        self.failed = failed;
     }
 
     /// Records how long the call took.
@@ -260,11 +263,15 @@ impl Drop for CallGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         if let Some(lane) = self.lane {
+            // `finished` before `failed`/`panicked` (and `totals` reads them the other
+            // way round), so a snapshot never shows more failures than finished calls.
+            bump(&lane.finished);
             if !self.returned {
                 bump(&lane.failed);
                 bump(&lane.panicked);
+            } else if self.failed {
+                bump(&lane.failed);
             }
-            bump(&lane.finished);
         }
     }
 }

@@ -13,13 +13,14 @@ use std::any::Any;
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 
-use super::shadow_worker::{Abandoned, OnPanic, Worker};
+use super::shadow_worker::{Abandoned, Worker};
+pub(crate) use super::shadow_worker::{OnPanic, ShadowPanic};
 use crate::model::Model;
 use crate::slot::{Hung, Lanes, Slot, SlotStats, bump};
 
@@ -45,6 +46,11 @@ pub(super) type Compare<M> =
 /// Shadow-traffic settings; see the [module docs](self). Mirrored inputs are copied, so
 /// the model's `Input` must be `Clone`; the live answer is kept whole ([`Shadow::new`],
 /// `Output: Clone`) or as a summary ([`Shadow::summarized`], any output).
+///
+/// The copy of the input and the summary are made on the request thread, after the live
+/// model answered: keep them cheap, and know that a panic in them reaches the caller of
+/// `predict` (whose call was already counted as a success). The comparison runs on the
+/// shadow worker, where a panic counts as an error on that request.
 ///
 /// ```
 /// use bluegreen::{shadow::{Comparison, Shadow}, BlueGreen, Model};
@@ -125,10 +131,12 @@ impl<M: Model> Shadow<M> {
     }
 
     /// How long the candidate may take to answer one mirrored request (default 1 s). A
-    /// call past it is abandoned: counted as an error, listed in
-    /// [`Status::abandoned`](crate::Status::abandoned) until it returns, and the candidate
-    /// gets no more mirrored requests — so a candidate that hangs cannot keep the
-    /// deployment from retiring it.
+    /// call past it is abandoned the next time the deployment looks — at every
+    /// [`status`](crate::BlueGreen::status), and while it waits to retire the candidate —
+    /// counted as an error, listed in [`Status::abandoned`](crate::Status::abandoned)
+    /// until it returns, and the candidate gets no more mirrored requests. So a candidate
+    /// that hangs cannot keep the deployment from retiring it, as long as this deadline is
+    /// shorter than the [drain timeout](crate::Builder::drain_timeout).
     pub fn call_deadline(mut self, deadline: Duration) -> Self {
         self.call_deadline = deadline;
         self
@@ -173,8 +181,6 @@ pub(crate) struct ShadowRuntime<M: Model> {
     lanes: Lanes<Lane>,
     tally: Arc<Mutex<Option<Tally>>>,
     worker: Worker<M>,
-    /// How long shutdown waits for the worker to finish its current mirrored call.
-    shutdown_wait: Duration,
 }
 
 thread_local! {
@@ -203,11 +209,7 @@ fn next_random() -> u64 {
 
 impl<M: Model> ShadowRuntime<M> {
     /// Starts the worker thread; the error is the OS's refusal to start it.
-    pub(crate) fn start(
-        config: Shadow<M>,
-        shutdown_wait: Duration,
-        on_panic: OnPanic,
-    ) -> std::io::Result<Self> {
+    pub(crate) fn start(config: Shadow<M>, on_panic: OnPanic) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Job<M>>(config.capacity);
         let target: Arc<ArcSwapOption<Slot<M>>> = Arc::new(ArcSwapOption::empty());
         let tally: Arc<Mutex<Option<Tally>>> = Arc::new(Mutex::new(None));
@@ -230,7 +232,6 @@ impl<M: Model> ShadowRuntime<M> {
             lanes: Lanes::default(),
             tally,
             worker,
-            shutdown_wait,
         })
     }
 
@@ -347,18 +348,19 @@ impl<M: Model> ShadowRuntime<M> {
         self.worker.abandon_if_hung(hung)
     }
 
-    /// Stops the worker (used when the deployment shuts down). A worker stuck inside a
-    /// hanging candidate is left behind after the shutdown wait rather than hanging the
-    /// drop.
-    pub(crate) fn shutdown(&mut self) {
+    /// Stops the worker (used when the deployment shuts down), waiting for it until
+    /// `deadline`. A worker stuck inside a hanging candidate is left behind rather than
+    /// hanging the drop.
+    pub(crate) fn shutdown(&mut self, deadline: Instant) {
         self.target.store(None);
         drop(self.tx.take());
-        self.worker.stop(self.shutdown_wait);
+        self.worker
+            .stop(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
 impl<M: Model> Drop for ShadowRuntime<M> {
     fn drop(&mut self) {
-        self.shutdown();
+        self.shutdown(Instant::now());
     }
 }

@@ -50,8 +50,20 @@ struct Shared<M: Model> {
     on_panic: OnPanic,
 }
 
-/// Told about every panic of the candidate on a mirrored request (version, message).
-pub(crate) type OnPanic = Arc<dyn Fn(&'static str, String) + Send + Sync>;
+/// Where a panic on the shadow worker came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShadowPanic {
+    /// The candidate (or the comparison) on a mirrored request.
+    Call,
+    /// Dropping what a mirrored request held: the candidate's last reference, or the
+    /// application's input and summary.
+    Drop,
+    /// A call abandoned past its deadline, when it finally returned.
+    Late,
+}
+
+/// Told about every panic on the shadow worker (where, version, message).
+pub(crate) type OnPanic = Arc<dyn Fn(ShadowPanic, &'static str, String) + Send + Sync>;
 
 /// The current worker thread.
 struct Current {
@@ -101,17 +113,24 @@ impl<M: Model> Worker<M> {
     /// Abandons the worker if it has been inside one call for longer than the call
     /// deadline (see the module docs), registering the call in `hung`.
     pub(crate) fn abandon_if_hung(&self, hung: &Hung) -> Option<Abandoned> {
-        let busy = {
+        // Serializes abandoners, so the newest worker is the one kept as current.
+        let mut current = self.current.lock();
+        let (busy, epoch) = {
             let mut busy = self.shared.busy.lock();
             match busy.as_ref() {
-                Some(b) if b.since.elapsed() > self.shared.call_deadline => busy.take()?,
+                Some(b) if b.since.elapsed() > self.shared.call_deadline => {}
                 _ => return None,
             }
+            let taken = busy.take()?;
+            // Under the same lock the worker checks when its call returns: it either
+            // finished first (and counted the call) or finds itself replaced (and does
+            // not), never both.
+            let epoch = self.shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            self.shared
+                .hung_generation
+                .store(taken.generation, Ordering::SeqCst);
+            (taken, epoch)
         };
-        let epoch = self.shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        self.shared
-            .hung_generation
-            .store(busy.generation, Ordering::SeqCst);
         if let Some(held) = busy.held.upgrade() {
             hung.abandon(
                 HungWork {
@@ -134,7 +153,7 @@ impl<M: Model> Worker<M> {
         }
         // A fresh worker for the queue; the hung one leaves if it ever returns.
         match spawn(&self.shared, epoch) {
-            Ok(next) => *self.current.lock() = Some(next),
+            Ok(next) => *current = Some(next),
             Err(e) => tracing::error!(target: "bluegreen", error = %e,
                 "could not start a new shadow worker; shadowing stops"),
         }
@@ -175,27 +194,34 @@ fn spawn<M: Model>(shared: &Arc<Shared<M>>, epoch: u64) -> std::io::Result<Curre
 }
 
 fn run<M: Model>(shared: &Shared<M>, epoch: u64) {
-    let replaced = || shared.epoch.load(Ordering::SeqCst) != epoch;
     for job in shared.rx.iter() {
-        if replaced() {
-            return;
-        }
         let Some(candidate) = shared.target.load_full() else {
+            release(shared, "-", job);
             continue;
         };
-        if candidate.generation != job.generation
-            || candidate.generation == shared.hung_generation.load(Ordering::SeqCst)
+        let held = Arc::new(candidate);
+        let version = held.version;
+        if held.generation != job.generation
+            || held.generation == shared.hung_generation.load(Ordering::SeqCst)
         {
+            release(shared, version, (held, job));
             continue;
         }
-        let held = Arc::new(candidate);
-        *shared.busy.lock() = Some(Busy {
-            generation: held.generation,
-            version: held.version,
-            since: Instant::now(),
-            epoch,
-            held: Arc::downgrade(&held),
-        });
+        {
+            let mut busy = shared.busy.lock();
+            if shared.epoch.load(Ordering::SeqCst) != epoch {
+                drop(busy);
+                release(shared, version, (held, job));
+                return; // replaced: the new worker has the queue
+            }
+            *busy = Some(Busy {
+                generation: held.generation,
+                version,
+                since: Instant::now(),
+                epoch,
+                held: Arc::downgrade(&held),
+            });
+        }
         let started = Instant::now();
         let judged = catch_unwind(AssertUnwindSafe(|| {
             held.model
@@ -203,38 +229,63 @@ fn run<M: Model>(shared: &Shared<M>, epoch: u64) {
                 .map(|out| (shared.compare)(&out, &job.live))
         }));
         let elapsed = started.elapsed();
-        {
+        let abandoned = {
             let mut busy = shared.busy.lock();
-            if busy.as_ref().is_some_and(|b| b.epoch == epoch) {
+            let mine = busy.as_ref().is_some_and(|b| b.epoch == epoch);
+            if mine {
                 *busy = None;
             }
-        }
-        if replaced() {
-            // Abandoned while inside the call: it was counted then. Release the model
-            // here — it may be the last reference — without letting its `Drop` unwind.
-            let _ = catch_unwind(AssertUnwindSafe(move || drop((held, job))));
+            !mine
+        };
+        if abandoned {
+            // Counted as an error when it was abandoned. It may hold the candidate's last
+            // reference now.
+            if let Err(payload) = &judged {
+                (shared.on_panic)(ShadowPanic::Late, version, message(payload.as_ref()));
+            }
+            drop(judged);
+            release(shared, version, (held, job));
             return;
         }
-        let mut guard = shared.tally.lock();
-        let Some(tally) = guard.as_mut().filter(|t| t.generation == job.generation) else {
-            continue;
+        let panicked = {
+            let mut guard = shared.tally.lock();
+            match guard.as_mut().filter(|t| t.generation == job.generation) {
+                None => None,
+                Some(tally) => match judged {
+                    Ok(Ok(c)) => {
+                        tally.compared += 1;
+                        tally.agreed += u64::from(c.agree);
+                        tally.sum_abs_diff += c.abs_diff;
+                        tally.latency.record_latency(elapsed);
+                        None
+                    }
+                    Ok(Err(_)) => {
+                        tally.errors += 1;
+                        None
+                    }
+                    Err(payload) => {
+                        tally.errors += 1;
+                        Some(message(payload.as_ref()))
+                    }
+                },
+            }
         };
-        match judged {
-            Ok(Ok(c)) => {
-                tally.compared += 1;
-                tally.agreed += u64::from(c.agree);
-                tally.sum_abs_diff += c.abs_diff;
-                tally.latency.record_latency(elapsed);
-            }
-            Ok(Err(_)) => tally.errors += 1,
-            Err(payload) => {
-                tally.errors += 1;
-                (shared.on_panic)(
-                    held.version,
-                    crate::model::panic_message(payload.as_ref())
-                        .unwrap_or_else(|| "non-string panic payload".to_owned()),
-                );
-            }
+        if let Some(message) = panicked {
+            (shared.on_panic)(ShadowPanic::Call, version, message);
         }
+        release(shared, version, (held, job));
     }
+}
+
+/// Drops what a mirrored request held — the application's input and summary, and
+/// perhaps the candidate's last reference — inside `catch_unwind`: their `Drop`s are
+/// untrusted, and this thread must go on.
+fn release<M: Model, T>(shared: &Shared<M>, version: &'static str, held: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(held))) {
+        (shared.on_panic)(ShadowPanic::Drop, version, message(payload.as_ref()));
+    }
+}
+
+fn message(payload: &(dyn std::any::Any + Send)) -> String {
+    crate::model::panic_message(payload).unwrap_or_else(|| "non-string panic payload".to_owned())
 }

@@ -6,11 +6,12 @@
 //! | `validate.rs` | the public `bluegreen::validate` module: [`Validator`](validate::Validator), [`from_fn`](validate::from_fn), [`Verdict`](validate::Verdict), [`Bound`](validate::Bound) |
 //! | `context.rs` | [`Context`](validate::Context), what a gate sees (candidate, live model, their schemas); [`ShadowStatus`], the shadow evidence it may read |
 //! | `report.rs` | [`ValidationReport`](validate::ValidationReport), [`Check`](validate::Check), [`CheckStatus`](validate::CheckStatus) |
-//! | `run.rs` | `run_all`: every gate in order, each on its own supervised thread with its deadline |
-//! | `supervise.rs` | running untrusted work (a gate, a warm-up) with a deadline and panic capture |
+//! | `run.rs` | `run_all`: every gate in order, each on the gate worker with its deadline |
+//! | `worker.rs` | supervised execution: the gate worker, one reused thread per deployment that runs gates and warm-ups with a deadline and panic capture, abandoning itself on an overrun; [`Supervised`] |
 //! | `golden.rs` | [`GoldenSet`], [`NpzSpec`]: held-out examples loaded from `.npz` or built in code |
 //! | `golden_error.rs` | [`GoldenError`]: why a golden set could not be loaded or built |
 //! | `npz.rs` | reading `.npz` arrays without trusting declared sizes: bounded header, checked shape × size against the entry and a limit, payload memory bounded by the bytes that arrive |
+//! | `quarantine/` | the public `bluegreen::quarantine` module's machinery (feature `quarantine`): qualifying a candidate in a capped child process |
 //! | `gates/` | the public `bluegreen::gates` module: golden-set gates, latency, sanity, schema, shadow |
 //!
 //! Stands on `model/` and `slot/` (a [`Context`](validate::Context) holds the two loaded
@@ -23,12 +24,15 @@ pub mod gates;
 mod golden;
 mod golden_error;
 mod npz;
+#[cfg(feature = "quarantine")]
+pub mod quarantine;
 mod report;
 mod run;
-pub(crate) mod supervise;
 pub mod validate;
+mod worker;
 
 pub use context::ShadowStatus;
 pub use golden::{GoldenSet, NpzSpec};
 pub use golden_error::GoldenError;
 pub(crate) use run::run_all;
+pub(crate) use worker::{GateWorker, Supervised};

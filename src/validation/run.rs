@@ -1,17 +1,18 @@
-//! Running the configured gates on a candidate: each on its own supervised thread, with
-//! its deadline, in configuration order.
+//! Running the configured gates on a candidate: one after another, in configuration
+//! order, each on the deployment's supervised gate worker with its deadline.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::context::{Context, ShadowStatus};
 use super::report::{Check, CheckStatus, ValidationReport};
-use super::supervise::{self, Supervised};
 use super::validate::Validator;
-use crate::model::Model;
+use super::worker::{GateWorker, Supervised};
+use crate::model::{Model, panic_message};
 use crate::slot::{Hung, HungWork, Slot};
 
-/// Runs every validator, in order, each on its own thread with its deadline.
+/// Runs every validator, in order, each on the gate worker with its deadline.
 pub(crate) fn run_all<M: Model>(
     validators: &[Arc<dyn Validator<M>>],
     candidate: &Arc<Slot<M>>,
@@ -19,6 +20,7 @@ pub(crate) fn run_all<M: Model>(
     shadow: Option<ShadowStatus>,
     default_deadline: Duration,
     hung: &Hung,
+    worker: &GateWorker,
 ) -> ValidationReport {
     let started = Instant::now();
     let cx = Arc::new(Context::new(
@@ -28,7 +30,7 @@ pub(crate) fn run_all<M: Model>(
     ));
     let checks: Vec<Check> = validators
         .iter()
-        .map(|v| run_one(v, &cx, default_deadline))
+        .map(|v| run_one(v, &cx, default_deadline, worker))
         .collect();
     let overran: Vec<&str> = checks
         .iter()
@@ -66,14 +68,34 @@ fn run_one<M: Model>(
     validator: &Arc<dyn Validator<M>>,
     cx: &Arc<Context<M>>,
     default_deadline: Duration,
+    worker: &GateWorker,
 ) -> Check {
-    let name = validator.name().to_owned();
-    let deadline = validator.deadline().unwrap_or(default_deadline);
     let started = Instant::now();
+    // Gate code, on the admin thread: guarded like the rest of it.
+    let asked = catch_unwind(AssertUnwindSafe(|| {
+        (validator.name().to_owned(), validator.deadline())
+    }));
+    let (name, deadline) = match asked {
+        Ok((name, deadline)) => (name, deadline.unwrap_or(default_deadline)),
+        Err(payload) => {
+            return Check {
+                name: "(unnamed gate)".to_owned(),
+                status: CheckStatus::Panicked,
+                measured: None,
+                bound: None,
+                interval: None,
+                detail: format!(
+                    "panicked in name() or deadline(): {}",
+                    panic_message(payload.as_ref())
+                        .unwrap_or_else(|| "non-string panic payload".to_owned())
+                ),
+                elapsed: started.elapsed(),
+            };
+        }
+    };
     let (v, c) = (Arc::clone(validator), Arc::clone(cx));
-    let outcome = supervise::run(&format!("bluegreen-gate-{name}"), deadline, move || {
-        v.validate(&c)
-    });
+    let what = format!("gate {name} on candidate {}", cx.candidate_version());
+    let outcome = worker.run(deadline, what, move || v.validate(&c));
     let elapsed = started.elapsed();
     let (status, measured, bound, interval, detail) = match outcome {
         Supervised::Done(v) => {

@@ -3,9 +3,9 @@
 //!
 //! A validator sees the candidate and the live model ([`Context`]) and returns a
 //! [`Verdict`]: pass or fail, and — for measured gates — the value it measured and the
-//! [`Bound`] it was held to. bluegreen runs every configured validator on its own thread
-//! with a deadline; a validator that panics or overruns fails, and the live model keeps
-//! serving whatever happens (see [`BlueGreen::swap`](crate::BlueGreen::swap)).
+//! [`Bound`] it was held to. bluegreen runs the configured validators one after another
+//! on a supervised worker thread, each with a deadline; a validator that panics or
+//! overruns fails, and the live model keeps serving whatever happens (see [`BlueGreen::swap`](crate::BlueGreen::swap)).
 
 use std::fmt;
 use std::time::Duration;
@@ -112,7 +112,7 @@ where
 }
 
 /// A limit a measured value is held to.
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Bound {
     /// Passes when measured ≥ the limit (accuracy, agreement).

@@ -38,6 +38,8 @@ pub fn serve_binary() -> &'static Path {
         let enabled = [
             ("onnx", cfg!(feature = "onnx")),
             ("serde", cfg!(feature = "serde")),
+            ("journal", cfg!(feature = "journal")),
+            ("quarantine", cfg!(feature = "quarantine")),
             ("watch", cfg!(feature = "watch")),
             ("metrics", cfg!(feature = "metrics")),
             ("tower", cfg!(feature = "tower")),

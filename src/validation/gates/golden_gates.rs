@@ -1,6 +1,7 @@
 //! Quality and regression gates over a golden set, and the evaluation they share.
 
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array1, Array2, Axis};
 use parking_lot::Mutex;
@@ -30,6 +31,11 @@ pub(crate) struct Shared<M: Model> {
     pub(crate) golden: Arc<GoldenSet>,
     pub(crate) binding: Arc<dyn Binding<M>>,
     pub(crate) batch: usize,
+    /// The golden set as model inputs, one per batch, made on first use: every model
+    /// evaluated after that runs on them without copying a row.
+    inputs: OnceLock<Vec<(Range<usize>, M::Input)>>,
+    /// Evaluations by generation, least recently used first: the live model's stays
+    /// while candidates come and go.
     cache: Mutex<Vec<(u64, Cached)>>,
 }
 
@@ -50,8 +56,14 @@ impl<M: Model> Shared<M> {
 
     /// The evaluation of the model with `generation`, computed once per model.
     pub(crate) fn evaluation(&self, generation: u64, model: &M, info: &ModelInfo) -> Cached {
-        if let Some((_, hit)) = self.cache.lock().iter().find(|(g, _)| *g == generation) {
-            return Arc::clone(hit);
+        {
+            let mut cache = self.cache.lock();
+            if let Some(at) = cache.iter().position(|(g, _)| *g == generation) {
+                let hit = cache.remove(at);
+                let value = Arc::clone(&hit.1);
+                cache.push(hit);
+                return value;
+            }
         }
         // Computed outside the lock: two gates racing on one model only waste work.
         let fresh: Cached = Arc::new(self.evaluate(model, info));
@@ -67,11 +79,16 @@ impl<M: Model> Shared<M> {
         let mut labels = Vec::with_capacity(self.golden.len());
         let mut scores: Vec<Array2<f32>> = Vec::new();
         let mut declared_mismatch = None;
-        for (range, rows) in self.golden.batches(self.batch) {
-            let n = range.len();
-            let input = self.binding.input(rows);
+        let inputs = self.inputs.get_or_init(|| {
+            self.golden
+                .batches(self.batch)
+                .map(|(range, rows)| (range, self.binding.input(rows)))
+                .collect()
+        });
+        for (range, input) in inputs {
+            let (range, n) = (range.clone(), range.len());
             let output = model
-                .predict(&input)
+                .predict(input)
                 .map_err(|e| format!("model failed on golden rows {range:?}: {e}"))?;
             if declared_mismatch.is_none() {
                 declared_mismatch = self.binding.check_declared(&output, info).err();
@@ -225,6 +242,7 @@ impl<M: Model> GoldenGates<M> {
                 golden: golden.into(),
                 binding: Arc::new(binding),
                 batch: batch.max(1),
+                inputs: OnceLock::new(),
                 cache: Mutex::new(Vec::new()),
             }),
         }

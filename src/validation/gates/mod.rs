@@ -20,7 +20,10 @@
 //! [`GoldenSet`](crate::GoldenSet) and a
 //! [`Binding`] — how a batch of golden rows becomes a model input and how a model output
 //! becomes labels and scores. Gates made by one `GoldenGates` share a small cache, so a
-//! model is run over the golden set once per validation however many gates look at it.
+//! model is run over the golden set once per validation however many gates look at it,
+//! and the live model's evaluation is reused while candidates come and go. The golden
+//! rows are turned into model inputs once, on first use, and kept (one more copy of the
+//! inputs in memory): every later evaluation runs on them without copying a row.
 //!
 //! A statistical gate whose golden set is too small for its bound to ever pass (or ever
 //! fail) says so when it is built ([`SizeAdvice`], from its `advice()`, also logged), with
