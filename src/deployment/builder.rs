@@ -272,7 +272,6 @@ impl<M: Model> Builder<M> {
                 Some(setup) => Some(setup.open(&name, &identity, self.shutdown_timeout)?),
                 None => None,
             },
-            name: name.to_string(),
         };
         let timed = self.track_latency || self.bake.as_ref().is_some_and(Bake::times_calls);
         let config = Config {

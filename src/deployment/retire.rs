@@ -362,9 +362,11 @@ impl<M: Model> Inner<M> {
             st.draining.clear();
             st.changed();
         }
+        #[cfg(feature = "metrics")]
         for slot in &taken {
-            #[cfg(feature = "metrics")]
             self.publish_retired(slot);
+        }
+        for _ in &taken {
             self.count(Event::Retired);
         }
         let dropped: Vec<Receiver<()>> = taken.into_iter().map(|s| self.retirer.send(s)).collect();
