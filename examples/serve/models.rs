@@ -203,6 +203,9 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
     if let Some(max_drop) = args.max_drop {
         builder = builder.validator(gates.regression(max_drop));
     }
+    if let Some(bake) = &args.bake {
+        builder = builder.bake(bake.clone());
+    }
     let path = model.model_path(&dir.path);
     let loaded = model
         .onnx

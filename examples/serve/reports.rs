@@ -80,6 +80,17 @@ pub fn status_json(s: &Status) -> Value {
         "rejections": s.rejections,
         "last_validation": s.last_validation.as_ref().map(validation_json),
         "last_change": unix(s.last_change),
+        "auto_rollbacks": s.auto_rollbacks,
+        "last_auto_rollback": s.last_auto_rollback.as_ref().map(|r| json!({
+            "from": r.from, "to": r.to, "reason": r.reason, "at": unix(r.at),
+        })),
+        "bake": s.bake.as_ref().map(|b| json!({
+            "version": b.version,
+            "elapsed_s": secs(b.elapsed),
+            "requests": b.requests,
+            "errors": b.errors,
+            "p99_s": b.p99.map(secs),
+        })),
     })
 }
 
