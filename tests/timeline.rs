@@ -28,6 +28,9 @@ fn features() -> Vec<&'static str> {
     if cfg!(feature = "watch") {
         f.push("watch");
     }
+    if cfg!(feature = "quarantine") {
+        f.push("quarantine");
+    }
     f
 }
 

@@ -123,6 +123,34 @@ struct Flags {
     /// Bake limits are judged once the new model has served this many calls
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
     bake_min_samples: usize,
+    /// Qualify every candidate in a capped child process (this binary, re-executed) before
+    /// it is loaded here: admin stages and watcher rollouts alike
+    #[arg(long, value_name = "ON|OFF", default_value = "on")]
+    quarantine: OnOff,
+    /// Address-space cap of a quarantine child, MiB
+    #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    quarantine_memory_mib: u64,
+    /// CPU-time cap of a quarantine child, ms
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = millis)]
+    quarantine_cpu_ms: u64,
+    /// Wall-clock deadline of a quarantine child, ms
+    #[arg(long, value_name = "MS", default_value_t = 120_000, value_parser = millis)]
+    quarantine_wall_ms: u64,
+}
+
+/// `--quarantine on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// The caps of a quarantine child (`--quarantine on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuarantineCaps {
+    pub memory_bytes: u64,
+    pub cpu: Duration,
+    pub wall: Duration,
 }
 
 /// `--model NAME=DIR[@VERSION]`, parsed.
@@ -167,6 +195,8 @@ pub struct Args {
     pub poll: Duration,
     /// The bake window every promotion goes through (`--bake-ms` and its limits).
     pub bake: Option<bluegreen::Bake>,
+    /// `None` with `--quarantine off`.
+    pub quarantine: Option<QuarantineCaps>,
 }
 
 impl Args {
@@ -275,6 +305,11 @@ impl Args {
                     bake = bake.max_p99_ratio(k);
                 }
                 bake
+            }),
+            quarantine: (flags.quarantine == OnOff::On).then(|| QuarantineCaps {
+                memory_bytes: flags.quarantine_memory_mib.saturating_mul(1 << 20),
+                cpu: ms(flags.quarantine_cpu_ms),
+                wall: ms(flags.quarantine_wall_ms),
             }),
         }
     }
