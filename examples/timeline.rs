@@ -35,6 +35,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Longest line accepted in an input file.
 const MAX_LINE: u64 = 4096;
@@ -438,11 +439,14 @@ fn draw(
             let row = (labelled % 4) as f64;
             let y = lat_max / 1.12 / 1.35f64.powf(row);
             let label = format!("{} {}", e.kind, e.versions);
-            lat.draw_series([Text::new(
-                label,
-                (x + x_end * 0.003, y),
-                ("sans-serif", 12).into_font().color(&color),
-            )])?;
+            // Right of its line, or left of it near the right edge.
+            let (pos, dx) = if x > x_end * 0.85 {
+                (Pos::new(HPos::Right, VPos::Top), -x_end * 0.003)
+            } else {
+                (Pos::new(HPos::Left, VPos::Top), x_end * 0.003)
+            };
+            let font = ("sans-serif", 12).into_font().color(&color).pos(pos);
+            lat.draw_series([Text::new(label, (x + dx, y), font)])?;
             labelled += 1;
         }
     }
@@ -481,7 +485,7 @@ fn draw(
         }
     }
     lat.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()?;

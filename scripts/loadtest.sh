@@ -19,7 +19,8 @@
 #   scenario  v2 (good) is staged and swapped in from v1, bakes for BAKE_MS and becomes
 #             stable; v6 (slow: passes every gate, ~10 ms per call) is swapped in and the
 #             service's bake window rolls it back on its own (p99 call latency over
-#             BAKE_MAX_P99_MS); v3 (wrong answers) is refused by the accuracy gate.
+#             BAKE_MAX_P99_MS); v3 (wrong answers) is refused by the accuracy gate (at
+#             stage, in quarantine, with QUARANTINE=on; at swap with off).
 #
 # The whole run is recorded: every request (its end time, latency and status, written by
 # wrk itself through this script's Lua hooks, on the monotonic clock), every admin call as
@@ -55,6 +56,8 @@
 #   BAKE_MS      the service's bake window (--bake-ms)           (default 2000)
 #   BAKE_MAX_P99_MS  bake limit on p99 call latency, ms          (default 5)
 #   BAKE_MIN_SAMPLES calls before the bake judges                (default 100)
+#   QUARANTINE   the service's --quarantine: on = every stage is qualified in a child
+#                process first (the service's default), off = loaded directly (default on)
 #   TIMELINE_OUT directory for the SVGs and CSVs   (default: <target dir>/loadtest)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -74,6 +77,7 @@ SCENARIO="${SCENARIO:-14}"
 BAKE_MS="${BAKE_MS:-2000}"
 BAKE_MAX_P99_MS="${BAKE_MAX_P99_MS:-5}"
 BAKE_MIN_SAMPLES="${BAKE_MIN_SAMPLES:-100}"
+QUARANTINE="${QUARANTINE:-on}"
 TOKEN="loadtest-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 
 log() { printf 'loadtest: %s\n' "$*" >&2; }
@@ -236,6 +240,8 @@ def stage(version):
     code, a = call("stage", json.dumps({"version": version}).encode())
     if code == 200:
         event("stage", version)
+    elif code == 422:  # refused in quarantine (the service's default): never loaded
+        event("refused", version, a.get("error", ""))
     return code, a
 def swap():
     code, a = call("swap")
@@ -317,9 +323,10 @@ elif mode == "scenario":
     out["slow"] = {"swap": code, "active": s["active"]["version"],
                    "auto_rollbacks": s["auto_rollbacks"] - autos, "reason": r.get("reason")}
     time.sleep(lead)
-    stage("3")
-    code, a = swap()
-    out["wrong"] = {"swap": code, "active": status()["active"]["version"],
+    code, a = stage("3")
+    if code == 200:
+        code, a = swap()
+    out["wrong"] = {"refused": code == 422, "active": status()["active"]["version"],
                     "error": a.get("error")}
     print(json.dumps(out))
 PY
@@ -329,7 +336,8 @@ log "starting the service (workers=$WORKERS)"
 # Starts on v1; every promotion bakes (the churn cycles roll back inside the window).
 BLUEGREEN_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN" --port 0 --workers "$WORKERS" --version 1 \
     --bake-ms "$BAKE_MS" --bake-max-p99-ms "$BAKE_MAX_P99_MS" \
-    --bake-min-samples "$BAKE_MIN_SAMPLES" >"$WORK/stdout" 2>"$WORK/server.log" &
+    --bake-min-samples "$BAKE_MIN_SAMPLES" --quarantine "$QUARANTINE" \
+    >"$WORK/stdout" 2>"$WORK/server.log" &
 SERVER_PID=$!
 ADDR=""
 for _ in $(seq 1 300); do
@@ -429,11 +437,11 @@ cp "$WORK/events.tsv" "$TIMELINE_OUT/events.tsv"
 python3 - "$WORK/baseline" "$WORK/churn" "$SWAPS" "$ROLLBACKS" "$FAILED" "$MIN_CYCLES" \
     "$MAX_RATIO" "$ROUNDS" "$WINDOW" "$CONNECTIONS" "$THREADS" "$ROWS" "$WORKERS" \
     "$(nproc)" "$PACE_MS" "$WORK/scenario" "$WORK/scenario.json" "$SCENARIO" \
-    "$TIMELINE_OUT" <<'PY'
+    "$TIMELINE_OUT" "$QUARANTINE" <<'PY'
 import json, statistics, sys
 (base_f, churn_f, swaps, rollbacks, failed, min_cycles, max_ratio, rounds, window,
  connections, threads, rows, workers, cpus, pace, scen_f, scen_json, scenario,
- timeline_out) = sys.argv[1:]
+ timeline_out, quarantine) = sys.argv[1:]
 def load(path):
     runs = []
     for line in open(path):
@@ -465,13 +473,13 @@ ratio = med(churn, "p99_us") / max(med(base, "p99_us"), 1)
 print(f"\np99 churn / p99 baseline = {ratio:.2f} (target <= {max_ratio})")
 print(f"settings: {rounds} x ({window}s baseline + {window}s churn), {connections} connections, "
       f"{threads} wrk thread(s), {rows} row(s) per request, {workers} inference workers, "
-      f"{cpus} CPUs, one churn cycle every {pace} ms")
+      f"{cpus} CPUs, one churn cycle every {pace} ms, quarantine {quarantine}")
 if scen:
     s = scen[0]
     print(f"scenario ({scenario}s under load): {s['requests']} requests, p50 {s['p50_us']} us, "
           f"p99 {s['p99_us']} us, max {s['max_us']} us; v2 swap {good.get('swap')}, then active "
           f"{good.get('active')}; v6 swap {slow.get('swap')}, then active {slow.get('active')} "
-          f"({slow.get('reason')}); v3 swap {wrong.get('swap')}, active {wrong.get('active')}")
+          f"({slow.get('reason')}); v3 refused: {wrong.get('error')}, active {wrong.get('active')}")
 print(f"timeline: {timeline_out}/timeline.svg" + (", timeline-scenario.svg" if scen else ""))
 ok = True
 def check(cond, text):
@@ -492,7 +500,7 @@ if int(scenario) > 0:
           "scenario: v2 promoted, its bake passed, it stays active")
     check(slow.get("swap") == 200 and slow.get("active") == "2" and slow.get("auto_rollbacks") == 1,
           "scenario: v6 promoted and rolled back automatically by the bake window")
-    check(wrong.get("swap") == 422 and wrong.get("active") == "2",
-          "scenario: v3 refused by its gates, v2 keeps serving")
+    check(wrong.get("refused") is True and wrong.get("active") == "2",
+          "scenario: v3 refused (422) by its gates, v2 keeps serving")
 sys.exit(0 if ok else 1)
 PY
