@@ -28,6 +28,9 @@ fn features() -> Vec<&'static str> {
     if cfg!(feature = "watch") {
         f.push("watch");
     }
+    if cfg!(feature = "journal") {
+        f.push("journal");
+    }
     if cfg!(feature = "quarantine") {
         f.push("quarantine");
     }

@@ -123,6 +123,10 @@ struct Flags {
     /// Bake limits are judged once the new model has served this many calls
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
     bake_min_samples: usize,
+    /// Record every decision in the SQLite journal FILE and resume from it on restart: the
+    /// version last live (not --version), the versions banned (needs --features journal)
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
     /// Qualify every candidate in a capped child process (this binary, re-executed) before
     /// it is loaded here: admin stages and watcher rollouts alike
     #[arg(long, value_name = "ON|OFF", default_value = "on")]
@@ -195,6 +199,7 @@ pub struct Args {
     pub poll: Duration,
     /// The bake window every promotion goes through (`--bake-ms` and its limits).
     pub bake: Option<bluegreen::Bake>,
+    pub journal: Option<PathBuf>,
     /// `None` with `--quarantine off`.
     pub quarantine: Option<QuarantineCaps>,
 }
@@ -212,6 +217,14 @@ impl Args {
                 ErrorKind::ArgumentConflict,
                 "--watch and --desired need the `watch` feature: \
                  cargo run --features watch --example serve"
+                    .to_owned(),
+            );
+        }
+        if cfg!(not(feature = "journal")) && flags.journal.is_some() {
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                "--journal needs the `journal` feature: \
+                 cargo run --features journal --example serve"
                     .to_owned(),
             );
         }
@@ -306,6 +319,7 @@ impl Args {
                 }
                 bake
             }),
+            journal: flags.journal,
             quarantine: (flags.quarantine == OnOff::On).then(|| QuarantineCaps {
                 memory_bytes: flags.quarantine_memory_mib.saturating_mul(1 << 20),
                 cpu: ms(flags.quarantine_cpu_ms),
