@@ -408,7 +408,7 @@ echo '{}' >"$WORK/scenario.json"
 : >"$WORK/scenario"
 if ((SCENARIO > 0)); then
     RUN=$((RUN + 1))
-    lead="$(python3 -c "print(round(($SCENARIO - 4 - 2 * $BAKE_MS / 1000) / 3, 2))")"
+    lead="$(python3 -c "print(max(0.5, round(($SCENARIO - 4 - 2 * $BAKE_MS / 1000) / 3, 2)))")"
     admin scenario "$WORK/events.tsv" "$lead" >"$WORK/scenario.json" &
     CHURN_PID=$!
     r="$(run_wrk "$SCENARIO" "$(printf '%02d-scenario' "$RUN")")"
