@@ -106,6 +106,23 @@ struct Flags {
     /// Watcher poll interval in ms (with --watch or --desired)
     #[arg(long, value_name = "N", default_value_t = 2000)]
     poll_ms: u64,
+    /// Bake window: watch every newly promoted model this long and roll back on its own
+    /// when a --bake-max-* limit is breached [default: off]
+    #[arg(long, value_name = "MS", value_parser = millis)]
+    bake_ms: Option<u64>,
+    /// Bake limit: roll back when more than this share (0..1) of the new model's calls fail
+    #[arg(long, value_name = "F", value_parser = fraction, requires = "bake_ms")]
+    bake_max_error_rate: Option<f64>,
+    /// Bake limit: roll back when the new model's p99 call latency exceeds this (ms)
+    #[arg(long, value_name = "MS", value_parser = positive_ms, requires = "bake_ms")]
+    bake_max_p99_ms: Option<f64>,
+    /// Bake limit: roll back when the new model's p99 call latency exceeds this multiple of
+    /// the previous model's
+    #[arg(long, value_name = "K", value_parser = positive, requires = "bake_ms")]
+    bake_max_p99_ratio: Option<f64>,
+    /// Bake limits are judged once the new model has served this many calls
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
+    bake_min_samples: usize,
     /// Record every decision in the SQLite journal FILE and resume from it on restart: the
     /// version last live (not --version), the versions banned (needs --features journal)
     #[arg(long, value_name = "FILE")]
@@ -180,6 +197,8 @@ pub struct Args {
     pub watch: Option<WatchMode>,
     pub desired: Option<PathBuf>,
     pub poll: Duration,
+    /// The bake window every promotion goes through (`--bake-ms` and its limits).
+    pub bake: Option<bluegreen::Bake>,
     pub journal: Option<PathBuf>,
     /// `None` with `--quarantine off`.
     pub quarantine: Option<QuarantineCaps>,
@@ -286,6 +305,20 @@ impl Args {
             watch: flags.watch,
             desired: flags.desired,
             poll: ms(flags.poll_ms),
+            bake: flags.bake_ms.map(|bake_ms| {
+                let mut bake = bluegreen::Bake::for_duration(ms(bake_ms))
+                    .min_samples(flags.bake_min_samples as u64);
+                if let Some(rate) = flags.bake_max_error_rate {
+                    bake = bake.max_error_rate(rate);
+                }
+                if let Some(p99) = flags.bake_max_p99_ms {
+                    bake = bake.max_p99(Duration::from_secs_f64(p99 / 1e3));
+                }
+                if let Some(k) = flags.bake_max_p99_ratio {
+                    bake = bake.max_p99_ratio(k);
+                }
+                bake
+            }),
             journal: flags.journal,
             quarantine: (flags.quarantine == OnOff::On).then(|| QuarantineCaps {
                 memory_bytes: flags.quarantine_memory_mib.saturating_mul(1 << 20),
@@ -350,6 +383,25 @@ fn fraction(value: &str) -> Result<f64, String> {
         Ok(f)
     } else {
         Err("must be between 0 and 1".to_owned())
+    }
+}
+
+/// A latency in ms: finite, above zero, at most a day.
+fn positive_ms(value: &str) -> Result<f64, String> {
+    let f = positive(value)?;
+    if f > 86_400_000.0 {
+        return Err("must be at most a day (86400000 ms)".to_owned());
+    }
+    Ok(f)
+}
+
+/// A finite number above zero.
+fn positive(value: &str) -> Result<f64, String> {
+    let f: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if f.is_finite() && f > 0.0 {
+        Ok(f)
+    } else {
+        Err("must be a number above 0".to_owned())
     }
 }
 

@@ -245,6 +245,9 @@ pub fn start(model: &Arc<Served>, args: &Args, queue: &InferenceQueue) -> Result
     if let Some(max_drop) = args.max_drop {
         builder = builder.validator(gates.regression(max_drop));
     }
+    if let Some(bake) = &args.bake {
+        builder = builder.bake(bake.clone());
+    }
     if let Some(caps) = args.quarantine {
         builder = builder.quarantine(quarantine(model, args, caps));
     }

@@ -88,6 +88,13 @@ pub fn status_json(s: &Status) -> Value {
         "last_auto_rollback": s.last_auto_rollback.as_ref().map(|r| json!({
             "from": r.from, "to": r.to, "reason": r.reason, "at": unix(r.at),
         })),
+        "bake": s.bake.as_ref().map(|b| json!({
+            "version": b.version,
+            "elapsed_s": secs(b.elapsed),
+            "requests": b.requests,
+            "errors": b.errors,
+            "p99_s": b.p99.map(secs),
+        })),
         "content_changed": s.content_changed.as_ref().map(|c| json!({
             "version": c.version,
             "loaded": c.loaded.to_string(),
