@@ -118,6 +118,7 @@ mod rollout;
 #[cfg(feature = "serde")]
 mod serde_util;
 mod slot;
+mod sync;
 mod traffic;
 mod validation;
 

@@ -1,11 +1,11 @@
 //! [`BlueGreen`] itself: the two-slot deployment, what its threads share ([`Inner`]),
 //! construction, and how it shuts down.
 
-use std::sync::Arc;
+use crate::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use crate::sync::Mutex;
+use crate::sync::{ArcSwap, ArcSwapOption};
 
 use super::builder::{Builder, Config};
 use super::error::{Error, Result};

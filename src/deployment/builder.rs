@@ -1,12 +1,12 @@
 //! [`Builder`]: configuring a deployment (gates, warm-up, deadlines, bake, shadow,
 //! affinity) and starting it.
 
+use crate::sync::Arc;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use crate::sync::Mutex;
+use crate::sync::{ArcSwap, ArcSwapOption};
 
 use super::bluegreen::{BlueGreen, Inner, checked_version};
 use super::error::{Error, Result};
@@ -24,10 +24,10 @@ use crate::traffic::shadow::{OnPanic, Shadow, ShadowPanic, ShadowRuntime};
 use crate::validation::GateWorker;
 use crate::validation::validate::Validator;
 
-pub(super) type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
+pub(super) type RollbackHook = std::sync::Arc<dyn Fn(&AutoRollback) + Send + Sync>;
 
 pub(super) struct Config<M: Model> {
-    pub(super) validators: Vec<Arc<dyn Validator<M>>>,
+    pub(super) validators: Vec<std::sync::Arc<dyn Validator<M>>>,
     pub(super) validation_deadline: Duration,
     pub(super) warmup: Arc<Vec<M::Input>>,
     pub(super) warmup_deadline: Duration,
@@ -40,7 +40,7 @@ pub(super) struct Config<M: Model> {
 
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
 pub struct Builder<M: Model> {
-    validators: Vec<Arc<dyn Validator<M>>>,
+    validators: Vec<std::sync::Arc<dyn Validator<M>>>,
     validation_deadline: Duration,
     warmup: Vec<M::Input>,
     warmup_deadline: Duration,
@@ -79,12 +79,12 @@ impl<M: Model> Builder<M> {
     /// Adds a gate every candidate must pass before [`swap`](BlueGreen::swap) flips
     /// traffic. Gates run in the order they were added.
     pub fn validator(mut self, validator: impl Validator<M>) -> Self {
-        self.validators.push(Arc::new(validator));
+        self.validators.push(std::sync::Arc::new(validator));
         self
     }
 
     /// Adds a gate shared with other deployments.
-    pub fn shared_validator(mut self, validator: Arc<dyn Validator<M>>) -> Self {
+    pub fn shared_validator(mut self, validator: std::sync::Arc<dyn Validator<M>>) -> Self {
         self.validators.push(validator);
         self
     }
@@ -137,7 +137,7 @@ impl<M: Model> Builder<M> {
         mut self,
         hook: impl Fn(&AutoRollback) + Send + Sync + 'static,
     ) -> Self {
-        self.on_auto_rollback = Some(Arc::new(hook));
+        self.on_auto_rollback = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -213,7 +213,7 @@ impl<M: Model> Builder<M> {
         let faults = Arc::new(FaultLog::default());
         let hung = Hung::default();
         let late_faults = Arc::clone(&faults);
-        let gate_worker = GateWorker::new(Arc::new(move |what: &str, message| {
+        let gate_worker = GateWorker::new(std::sync::Arc::new(move |what: &str, message| {
             late_faults.record(
                 FaultKind::AbandonedWorkPanicked,
                 None,
@@ -240,7 +240,7 @@ impl<M: Model> Builder<M> {
         }
         let spawn = |what| move |source| Error::Spawn { what, source };
         let shadow_faults = Arc::clone(&faults);
-        let on_panic: OnPanic = Arc::new(move |site, version, message| {
+        let on_panic: OnPanic = std::sync::Arc::new(move |site, version, message| {
             let kind = match site {
                 ShadowPanic::Call => FaultKind::ShadowPanicked,
                 ShadowPanic::Drop => FaultKind::DropPanicked,

@@ -27,11 +27,15 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::OnceLock;
 
+use crate::sync::Mutex;
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
 
-/// Lanes allocated with the structure, for thread indices `0..FIRST`.
+/// Lanes allocated with the structure, for thread indices `0..FIRST`. (Under loom, which
+/// runs at most five threads and explores every access, a few; the buckets behave the same.)
+#[cfg(not(bluegreen_loom))]
 const FIRST: usize = 64;
+#[cfg(bluegreen_loom)]
+const FIRST: usize = 4;
 /// Further buckets; bucket `b` holds the `FIRST << b` lanes from index `FIRST << b` on, so
 /// indices below `FIRST << BUCKETS` (2^32) have a lane.
 const BUCKETS: usize = 26;
@@ -96,12 +100,21 @@ fn locate(index: usize) -> Option<(usize, usize)> {
 /// Not assigned (yet, or any more).
 const NONE: usize = usize::MAX;
 
+#[cfg(not(bluegreen_loom))]
 thread_local! {
     /// The calling thread's index, for the hot path: no destructor, so reading it is one
     /// load (a thread-local with a destructor is state-checked on every access).
     static INDEX: Cell<usize> = const { Cell::new(NONE) };
     /// Owns the index: gives it back when the thread exits.
     static OWNER: IndexOwner = const { IndexOwner(Cell::new(NONE)) };
+}
+
+// Loom runs its threads on one OS thread: `std` thread-locals would be shared by all of
+// them, so the model checker gets its own (destroyed when each loom thread ends).
+#[cfg(bluegreen_loom)]
+loom::thread_local! {
+    static INDEX: Cell<usize> = Cell::new(NONE);
+    static OWNER: IndexOwner = IndexOwner(Cell::new(NONE));
 }
 
 struct IndexOwner(Cell<usize>);
@@ -142,10 +155,20 @@ impl Allocator {
     }
 }
 
+#[cfg(not(bluegreen_loom))]
 static INDEX_ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
     next: 0,
     free: BinaryHeap::new(),
 });
+
+// A loom object cannot outlive one execution: a fresh allocator per execution.
+#[cfg(bluegreen_loom)]
+loom::lazy_static! {
+    static ref INDEX_ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
+        next: 0,
+        free: BinaryHeap::new(),
+    });
+}
 
 /// This thread's index.
 #[inline]
