@@ -106,7 +106,7 @@ thread_local! {
     /// load (a thread-local with a destructor is state-checked on every access).
     static INDEX: Cell<usize> = const { Cell::new(NONE) };
     /// Owns the index: gives it back when the thread exits.
-    static OWNER: IndexOwner = const { IndexOwner(Cell::new(NONE)) };
+    static OWNER: IndexOwner = const { IndexOwner { index: Cell::new(NONE) } };
 }
 
 // Loom runs its threads on one OS thread: `std` thread-locals would be shared by all of
@@ -114,21 +114,35 @@ thread_local! {
 #[cfg(bluegreen_loom)]
 loom::thread_local! {
     static INDEX: Cell<usize> = Cell::new(NONE);
-    static OWNER: IndexOwner = IndexOwner(Cell::new(NONE));
+    static OWNER: IndexOwner = IndexOwner {
+        index: Cell::new(NONE),
+        from: std::cell::RefCell::new(None),
+    };
 }
 
-struct IndexOwner(Cell<usize>);
+struct IndexOwner {
+    index: Cell<usize>,
+    /// Loom only: the allocator the index came from. Loom drops its lazy statics before
+    /// the test thread's thread-locals, so the index is given back through this handle.
+    #[cfg(bluegreen_loom)]
+    from: std::cell::RefCell<Option<crate::sync::Arc<Mutex<Allocator>>>>,
+}
 
 impl Drop for IndexOwner {
     fn drop(&mut self) {
-        let index = self.0.get();
+        let index = self.index.get();
         if index != NONE {
             // Later lookups on this thread (from other thread-locals' destructors) must
             // not keep using an index another thread may take next.
             // `try_with`: on targets without native thread-locals even this one may be
             // gone already (then nothing can read it either).
             let _ = INDEX.try_with(|i| i.set(NONE));
+            #[cfg(not(bluegreen_loom))]
             INDEX_ALLOCATOR.lock().release(index);
+            #[cfg(bluegreen_loom)]
+            if let Some(allocator) = self.from.borrow_mut().take() {
+                allocator.lock().release(index);
+            }
         }
     }
 }
@@ -164,10 +178,11 @@ static INDEX_ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
 // A loom object cannot outlive one execution: a fresh allocator per execution.
 #[cfg(bluegreen_loom)]
 loom::lazy_static! {
-    static ref INDEX_ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
-        next: 0,
-        free: BinaryHeap::new(),
-    });
+    static ref INDEX_ALLOCATOR: crate::sync::Arc<Mutex<Allocator>> =
+        crate::sync::Arc::new(Mutex::new(Allocator {
+            next: 0,
+            free: BinaryHeap::new(),
+        }));
 }
 
 /// This thread's index.
@@ -186,12 +201,18 @@ fn thread_index() -> Option<usize> {
 fn assign() -> Option<usize> {
     OWNER
         .try_with(|owner| {
-            let index = match owner.0.get() {
-                NONE => INDEX_ALLOCATOR.lock().take(),
+            let index = match owner.index.get() {
+                NONE => {
+                    #[cfg(bluegreen_loom)]
+                    {
+                        *owner.from.borrow_mut() = Some(crate::sync::Arc::clone(&INDEX_ALLOCATOR));
+                    }
+                    INDEX_ALLOCATOR.lock().take()
+                }
                 // `INDEX` could not keep it (see below): keep using the one already owned.
                 index => index,
             };
-            owner.0.set(index);
+            owner.index.set(index);
             // Fails only on targets without native thread-locals, during teardown; then
             // every lookup comes back here and finds the owned index.
             let _ = INDEX.try_with(|i| i.set(index));
