@@ -3,6 +3,9 @@
 //! `predict`, its versioned form and the pin take no lock and write no memory another
 //! request thread writes; `predict_keyed` with [`Affinity`](crate::Affinity) takes the
 //! lock of one of 64 session shards, and `record_outcome` the state lock, briefly.
+//!
+//! What a call sees while the admin path swaps, rolls back and retires is model-checked
+//! by loom in `tests/loom.rs` (see the crate docs, "The read path").
 
 use crate::sync::Arc;
 use std::marker::PhantomData;
