@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! RUSTFLAGS="--cfg bluegreen_loom" CARGO_TARGET_DIR=target/loom \
-//!     cargo test --no-default-features --locked --release --test loom
+//!     cargo test --no-default-features --locked --profile loom --test loom
 //! ```
 //!
 //! Each test is bounded by loom's preemption bound: 2 by default, 1 for the three-way
