@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "slot",
     "validation",
     "traffic",
+    "journal",
     "deployment",
     "rollout",
 ];

@@ -106,6 +106,10 @@ struct Flags {
     /// Watcher poll interval in ms (with --watch or --desired)
     #[arg(long, value_name = "N", default_value_t = 2000)]
     poll_ms: u64,
+    /// Record every decision in the SQLite journal FILE and resume from it on restart: the
+    /// version last live (not --version), the versions banned (needs --features journal)
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
     /// Qualify every candidate in a capped child process (this binary, re-executed) before
     /// it is loaded here: admin stages and watcher rollouts alike
     #[arg(long, value_name = "ON|OFF", default_value = "on")]
@@ -176,6 +180,7 @@ pub struct Args {
     pub watch: Option<WatchMode>,
     pub desired: Option<PathBuf>,
     pub poll: Duration,
+    pub journal: Option<PathBuf>,
     /// `None` with `--quarantine off`.
     pub quarantine: Option<QuarantineCaps>,
 }
@@ -193,6 +198,14 @@ impl Args {
                 ErrorKind::ArgumentConflict,
                 "--watch and --desired need the `watch` feature: \
                  cargo run --features watch --example serve"
+                    .to_owned(),
+            );
+        }
+        if cfg!(not(feature = "journal")) && flags.journal.is_some() {
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                "--journal needs the `journal` feature: \
+                 cargo run --features journal --example serve"
                     .to_owned(),
             );
         }
@@ -273,6 +286,7 @@ impl Args {
             watch: flags.watch,
             desired: flags.desired,
             poll: ms(flags.poll_ms),
+            journal: flags.journal,
             quarantine: (flags.quarantine == OnOff::On).then(|| QuarantineCaps {
                 memory_bytes: flags.quarantine_memory_mib.saturating_mul(1 << 20),
                 cpu: ms(flags.quarantine_cpu_ms),

@@ -178,6 +178,11 @@ impl WatcherBuilder {
                 desired: None,
                 target: None,
                 waiting: None,
+                active: None,
+                converged: true,
+                divergence: None,
+                next_retry: None,
+                content_changed: None,
                 scans: 0,
                 last_scan: None,
                 last_error: None,
@@ -205,6 +210,10 @@ impl WatcherBuilder {
             desired: None,
             reported_once: HashSet::new(),
             reported_error: None,
+            poll: self.poll_interval,
+            retry: None,
+            why_not: None,
+            live_content: None,
         };
         let poll = self.poll_interval;
         let debounce = self.debounce;
