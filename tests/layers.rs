@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Bottom up. A layer may import from itself and from every layer before it.
+/// Bottom up. A layer may import from itself and from every layer before it. `sync` (the
+/// primitives a model checker swaps out) is under everything, so every layer may use it.
 const ORDER: &[&str] = &[
+    "sync",
     "model",
     "slot",
     "validation",
@@ -19,7 +21,7 @@ const ORDER: &[&str] = &[
 ];
 
 /// Backends stand on the floor and the gates only.
-const BACKENDS: &[(&str, &[&str])] = &[("onnx", &["model", "validation"])];
+const BACKENDS: &[(&str, &[&str])] = &[("onnx", &["sync", "model", "validation"])];
 
 /// Public module paths re-exported at the crate root, and the layer that defines them.
 const MODULE_ALIASES: &[(&str, &str)] = &[

@@ -4,8 +4,8 @@
 //! plain methods act as [`Actor::Application`]; [`BlueGreen::acting_as`] names someone
 //! else. Each records its decision in the journal, when there is one, before taking it.
 
+use crate::sync::Arc;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::actor::Actor;

@@ -1,11 +1,10 @@
 //! [`BlueGreen`] itself: the two-slot deployment, what its threads share ([`Inner`]),
 //! construction, and how it shuts down.
 
-use std::sync::Arc;
+use crate::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{ArcSwap, ArcSwapOption, Condvar, Mutex};
 
 use super::audit::Audit;
 use super::builder::{Builder, Config};

@@ -1,12 +1,11 @@
 //! [`Builder`]: configuring a deployment (gates, warm-up, deadlines, bake, shadow,
 //! affinity) and starting it.
 
+use crate::sync::Arc;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{ArcSwap, ArcSwapOption, Condvar, Mutex};
 
 use super::actor::Actor;
 use super::audit::{Audit, named, record};
@@ -27,12 +26,12 @@ use crate::traffic::shadow::{OnPanic, Shadow, ShadowPanic, ShadowRuntime};
 use crate::validation::GateWorker;
 use crate::validation::validate::Validator;
 
-pub(super) type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
+pub(super) type RollbackHook = std::sync::Arc<dyn Fn(&AutoRollback) + Send + Sync>;
 
 pub(super) struct Config<M: Model> {
     /// The deployment's name: its `model` label in metrics, and in log events.
-    pub(super) name: Arc<str>,
-    pub(super) validators: Vec<Arc<dyn Validator<M>>>,
+    pub(super) name: std::sync::Arc<str>,
+    pub(super) validators: Vec<std::sync::Arc<dyn Validator<M>>>,
     pub(super) validation_deadline: Duration,
     pub(super) warmup: Arc<Vec<M::Input>>,
     pub(super) warmup_deadline: Duration,
@@ -52,7 +51,7 @@ pub struct Builder<M: Model> {
     metrics_interval: Option<Duration>,
     #[cfg(feature = "journal")]
     pub(super) journal: Option<super::resume::JournalSetup>,
-    validators: Vec<Arc<dyn Validator<M>>>,
+    validators: Vec<std::sync::Arc<dyn Validator<M>>>,
     validation_deadline: Duration,
     warmup: Vec<M::Input>,
     warmup_deadline: Duration,
@@ -125,12 +124,12 @@ impl<M: Model> Builder<M> {
     /// Adds a gate every candidate must pass before [`swap`](BlueGreen::swap) flips
     /// traffic. Gates run in the order they were added.
     pub fn validator(mut self, validator: impl Validator<M>) -> Self {
-        self.validators.push(Arc::new(validator));
+        self.validators.push(std::sync::Arc::new(validator));
         self
     }
 
     /// Adds a gate shared with other deployments.
-    pub fn shared_validator(mut self, validator: Arc<dyn Validator<M>>) -> Self {
+    pub fn shared_validator(mut self, validator: std::sync::Arc<dyn Validator<M>>) -> Self {
         self.validators.push(validator);
         self
     }
@@ -183,7 +182,7 @@ impl<M: Model> Builder<M> {
         mut self,
         hook: impl Fn(&AutoRollback) + Send + Sync + 'static,
     ) -> Self {
-        self.on_auto_rollback = Some(Arc::new(hook));
+        self.on_auto_rollback = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -265,7 +264,7 @@ impl<M: Model> Builder<M> {
     pub fn build(mut self, identity: impl Into<Identity>, model: M) -> Result<BlueGreen<M>> {
         let identity = checked_identity(identity.into())?;
         let version = identity.version().to_owned();
-        let name: Arc<str> = checked_name(std::mem::take(&mut self.name))?.into();
+        let name: std::sync::Arc<str> = checked_name(std::mem::take(&mut self.name))?.into();
         let audit = Audit {
             #[cfg(feature = "journal")]
             journal: match self.journal.take() {
@@ -291,7 +290,7 @@ impl<M: Model> Builder<M> {
         let faults = Arc::new(FaultLog::default());
         let hung = Hung::default();
         let late_faults = Arc::clone(&faults);
-        let gate_worker = GateWorker::new(Arc::new(move |what: &str, message| {
+        let gate_worker = GateWorker::new(std::sync::Arc::new(move |what: &str, message| {
             late_faults.record(
                 FaultKind::AbandonedWorkPanicked,
                 None,
@@ -318,7 +317,7 @@ impl<M: Model> Builder<M> {
         }
         let spawn = |what| move |source| Error::Spawn { what, source };
         let shadow_faults = Arc::clone(&faults);
-        let on_panic: OnPanic = Arc::new(move |site, version, message| {
+        let on_panic: OnPanic = std::sync::Arc::new(move |site, version, message| {
             let kind = match site {
                 ShadowPanic::Call => FaultKind::ShadowPanicked,
                 ShadowPanic::Drop => FaultKind::DropPanicked,

@@ -1,7 +1,7 @@
 //! Canary operations: start a validated candidate on a share of keyed traffic, change the
 //! share, promote it, abort it.
 
-use std::sync::Arc;
+use crate::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::actor::Actor;

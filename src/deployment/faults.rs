@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 /// How many faults [`Faults::recent`] keeps.
 const KEPT: usize = 16;

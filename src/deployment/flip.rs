@@ -4,8 +4,8 @@
 //! the state lock, so the bake monitor's automatic rollback (which takes only that lock)
 //! never waits for a slow admin operation.
 
+use crate::sync::Arc;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::actor::Actor;

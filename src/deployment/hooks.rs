@@ -9,12 +9,12 @@
 //! [`FaultKind::HookSkipped`] rather than waited for. The record itself is in
 //! [`Status::last_auto_rollback`](crate::Status::last_auto_rollback) either way.
 
+use crate::sync::Arc;
+use crate::sync::thread::JoinHandle;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::sync::channel::{Receiver, Sender, TrySendError};
 
 use super::builder::RollbackHook;
 use super::faults::{FaultKind, FaultLog, panic_text};
@@ -32,10 +32,10 @@ pub(super) struct Hooks {
 
 impl Hooks {
     pub(super) fn start(hook: RollbackHook, faults: Arc<FaultLog>) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::bounded::<AutoRollback>(QUEUE);
-        let (alive, exited) = crossbeam_channel::bounded::<()>(0);
+        let (tx, rx) = crate::sync::channel::bounded::<AutoRollback>(QUEUE);
+        let (alive, exited) = crate::sync::channel::bounded::<()>(0);
         let f = Arc::clone(&faults);
-        let handle = std::thread::Builder::new()
+        let handle = crate::sync::thread::Builder::new()
             .name("bluegreen-hooks".to_owned())
             .spawn(move || {
                 let _alive = alive;
@@ -80,14 +80,14 @@ impl Hooks {
             return;
         };
         // The deployment's last owner may be the hook itself, dropping it on this thread.
-        if handle.thread().id() == std::thread::current().id() {
+        if handle.thread().id() == crate::sync::thread::current().id() {
             return;
         }
         match self
             .exited
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            Err(crate::sync::channel::RecvTimeoutError::Timeout) => {
                 tracing::error!(target: "bluegreen",
                     "automatic-rollback hook still running at shutdown; left behind");
             }

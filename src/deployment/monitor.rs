@@ -7,8 +7,8 @@
 //! state lock only — not the admin lock — so a slow admin operation (a model loading, a
 //! dry-run validation) never delays it.
 
+use crate::sync::Arc;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::actor::Actor;
@@ -22,20 +22,23 @@ use crate::journal::{EventKind, Value};
 use crate::model::Model;
 use crate::traffic::bake::{AutoRollback, Breach};
 
+/// Looks the monitor takes in a loom execution (see `Monitor::start`): one look, placed by
+/// loom at every point of the other threads' work, covers every race of a look with them.
+#[cfg(bluegreen_loom)]
+const LOOM_LOOKS: usize = 1;
+
 pub(super) struct Monitor {
-    pub(super) stop: Option<crossbeam_channel::Sender<()>>,
-    pub(super) handle: Option<std::thread::JoinHandle<()>>,
+    pub(super) stop: Option<crate::sync::channel::Sender<()>>,
+    pub(super) handle: Option<crate::sync::thread::JoinHandle<()>>,
 }
 
 impl Monitor {
     pub(super) fn start<M: Model>(inner: Arc<Inner<M>>, every: Duration) -> Result<Self> {
-        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let handle = std::thread::Builder::new()
+        let (stop, stopped) = crate::sync::channel::bounded::<()>(0);
+        let handle = crate::sync::thread::Builder::new()
             .name("bluegreen-bake".to_owned())
             .spawn(move || {
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(every)
-                {
+                let look = || {
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| inner.check_bake())) {
                         inner.faults.record(
                             FaultKind::MonitorPanicked,
@@ -43,6 +46,27 @@ impl Monitor {
                             panic_text(payload.as_ref()),
                         );
                     }
+                };
+                #[cfg(not(bluegreen_loom))]
+                while let Err(crate::sync::channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    look();
+                }
+                // Loom has no time: the monitor takes `LOOM_LOOKS` looks, unless stopped
+                // first, each wherever loom schedules it among the other threads' steps.
+                #[cfg(bluegreen_loom)]
+                {
+                    let _ = every;
+                    for _ in 0..LOOM_LOOKS {
+                        if let Err(crate::sync::channel::TryRecvError::Disconnected) =
+                            stopped.try_recv()
+                        {
+                            return;
+                        }
+                        look();
+                    }
+                    let _ = stopped.recv();
                 }
             })
             .map_err(|source| Error::Spawn {
@@ -62,7 +86,7 @@ impl Drop for Monitor {
         if let Some(h) = self.handle.take() {
             // Never true today (hooks run on their own thread), kept as a guard: a thread
             // cannot join itself, and it leaves its loop anyway once `stop` is gone.
-            if h.thread().id() != std::thread::current().id() {
+            if h.thread().id() != crate::sync::thread::current().id() {
                 let _ = h.join();
             }
         }

@@ -3,9 +3,12 @@
 //! `predict`, its versioned form and the pin take no lock and write no memory another
 //! request thread writes; `predict_keyed` with [`Affinity`](crate::Affinity) takes the
 //! lock of one of 64 session shards, and `record_outcome` the state lock, briefly.
+//!
+//! What a call sees while the admin path swaps, rolls back and retires is model-checked
+//! by loom in `tests/loom.rs` (see the crate docs, "The read path").
 
+use crate::sync::Arc;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::bluegreen::{BlueGreen, Inner};
@@ -233,7 +236,7 @@ impl<M: Model> Inner<M> {
 /// Borrowing the deployment guarantees the model is released before the deployment is
 /// dropped, so its last reference still goes through the retirer.
 pub struct Active<'a, M: Model> {
-    slot: arc_swap::Guard<Arc<Slot<M>>>,
+    slot: crate::sync::Guard<Arc<Slot<M>>>,
     _deployment: PhantomData<&'a BlueGreen<M>>,
 }
 

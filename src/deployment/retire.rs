@@ -13,13 +13,13 @@
 //! [shutdown timeout](crate::Builder::shutdown_timeout), then leaves it behind to finish
 //! on its own and says so.
 
+use crate::sync::Arc;
+use crate::sync::thread::JoinHandle;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
+use crate::sync::channel::{Receiver, Sender};
+use crate::sync::{Condvar, Mutex};
 
 use super::bluegreen::Inner;
 use super::error::{Error, Result};
@@ -79,15 +79,15 @@ pub(super) struct Retirer<M: Model> {
 
 impl<M: Model> Retirer<M> {
     pub(super) fn start(faults: Arc<FaultLog>, max_retiring: usize) -> Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let (alive, exited) = crossbeam_channel::bounded::<()>(0);
+        let (tx, rx) = crate::sync::channel::unbounded();
+        let (alive, exited) = crate::sync::channel::bounded::<()>(0);
         let backlog = Arc::new(Backlog {
             models: Mutex::new(Vec::new()),
             changed: Condvar::new(),
             max: max_retiring.max(1),
         });
         let (b, f) = (Arc::clone(&backlog), Arc::clone(&faults));
-        let handle = std::thread::Builder::new()
+        let handle = crate::sync::thread::Builder::new()
             .name("bluegreen-retirer".to_owned())
             .spawn(move || {
                 let _alive = alive;
@@ -144,7 +144,7 @@ impl<M: Model> Retirer<M> {
     /// Hands a drained, [reserved](Self::reserve) `slot` to the retirer thread; the
     /// receiver disconnects or receives once it has been dropped.
     fn send(&self, slot: Arc<Slot<M>>) -> Receiver<()> {
-        let (done, dropped) = crossbeam_channel::bounded(1);
+        let (done, dropped) = crate::sync::channel::bounded(1);
         let generation = slot.generation;
         let job = Job::Retire { slot, done };
         let unsent = match &self.tx {
@@ -185,7 +185,7 @@ impl<M: Model> Retirer<M> {
         };
         let wait = deadline.saturating_duration_since(Instant::now());
         match self.exited.recv_timeout(wait) {
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            Err(crate::sync::channel::RecvTimeoutError::Timeout) => {
                 let pending: Vec<String> = self.backlog().into_iter().map(|m| m.version).collect();
                 tracing::error!(target: "bluegreen", ?pending,
                     "retirer still dropping models at shutdown; left behind to finish");
@@ -349,7 +349,7 @@ impl<M: Model> Inner<M> {
                         waited,
                     });
                 }
-                std::thread::sleep(pause.min(deadline - now));
+                crate::sync::pause(pause.min(deadline - now));
                 pause = (pause * 2).min(Duration::from_millis(5));
             }
             drained.push((slot.version.to_string(), started.elapsed()));

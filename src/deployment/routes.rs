@@ -3,7 +3,7 @@
 //! model being drained for retirement is reached by none of them), and counting the
 //! references held beyond them.
 
-use std::sync::Arc;
+use crate::sync::Arc;
 
 use super::actor::Actor;
 use super::audit::record;

@@ -8,7 +8,7 @@
 //! [`Status::standby`](crate::Status::standby) shows the candidate when there is one, else
 //! the previous model.
 
-use std::sync::Arc;
+use crate::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::error::Error;

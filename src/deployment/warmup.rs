@@ -14,8 +14,8 @@
 //! overruns is abandoned (threads cannot be killed) and registered as hung work, so
 //! retiring the candidate later does not wait for it.
 
+use crate::sync::Arc;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::actor::Actor;
@@ -40,7 +40,7 @@ pub(super) fn warm<M: Model>(
 ) -> Result<usize> {
     let (samples, source) = if config.warmup.is_empty() {
         // Gate code, on the admin thread: a gate that panics offering inputs offers none.
-        let offered = |v: &Arc<dyn crate::validation::validate::Validator<M>>| {
+        let offered = |v: &std::sync::Arc<dyn crate::validation::validate::Validator<M>>| {
             catch_unwind(AssertUnwindSafe(|| v.warm_up_inputs())).unwrap_or_else(|payload| {
                 faults.record(
                     FaultKind::GatePanicked,
@@ -64,8 +64,9 @@ pub(super) fn warm<M: Model>(
     };
     // The thread holds the slot through this handle, so that an abandoned warm-up can be
     // told apart from calls still running.
-    let held = Arc::new(Arc::clone(slot));
-    let (h, s) = (Arc::clone(&held), Arc::clone(&samples));
+    // A std `Arc`: registered as hung work through a `Weak` (see `crate::sync`).
+    let held = std::sync::Arc::new(Arc::clone(slot));
+    let (h, s) = (std::sync::Arc::clone(&held), Arc::clone(&samples));
     let started = Instant::now();
     let what = format!("warm-up of {}", slot.version);
     let outcome = worker.run(config.warmup_deadline, what, move || {
@@ -90,7 +91,7 @@ pub(super) fn warm<M: Model>(
         }
         Supervised::TimedOut => {
             let what = format!("warm-up of {}", slot.version);
-            if Arc::strong_count(&held) > 1 {
+            if std::sync::Arc::strong_count(&held) > 1 {
                 hung.abandon(
                     HungWork {
                         what: what.clone(),

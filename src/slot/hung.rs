@@ -19,7 +19,7 @@ use std::any::Any;
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 /// One piece of abandoned work.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,11 +27,15 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::OnceLock;
 
+use crate::sync::Mutex;
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
 
-/// Lanes allocated with the structure, for thread indices `0..FIRST`.
+/// Lanes allocated with the structure, for thread indices `0..FIRST`. (Under loom, which
+/// runs at most five threads and explores every access, a few; the buckets behave the same.)
+#[cfg(not(bluegreen_loom))]
 const FIRST: usize = 64;
+#[cfg(bluegreen_loom)]
+const FIRST: usize = 4;
 /// Further buckets; bucket `b` holds the `FIRST << b` lanes from index `FIRST << b` on, so
 /// indices below `FIRST << BUCKETS` (2^32) have a lane.
 const BUCKETS: usize = 26;
@@ -96,26 +100,49 @@ fn locate(index: usize) -> Option<(usize, usize)> {
 /// Not assigned (yet, or any more).
 const NONE: usize = usize::MAX;
 
+#[cfg(not(bluegreen_loom))]
 thread_local! {
     /// The calling thread's index, for the hot path: no destructor, so reading it is one
     /// load (a thread-local with a destructor is state-checked on every access).
     static INDEX: Cell<usize> = const { Cell::new(NONE) };
     /// Owns the index: gives it back when the thread exits.
-    static OWNER: IndexOwner = const { IndexOwner(Cell::new(NONE)) };
+    static OWNER: IndexOwner = const { IndexOwner { index: Cell::new(NONE) } };
 }
 
-struct IndexOwner(Cell<usize>);
+// Loom runs its threads on one OS thread: `std` thread-locals would be shared by all of
+// them, so the model checker gets its own (destroyed when each loom thread ends).
+#[cfg(bluegreen_loom)]
+loom::thread_local! {
+    static INDEX: Cell<usize> = Cell::new(NONE);
+    static OWNER: IndexOwner = IndexOwner {
+        index: Cell::new(NONE),
+        from: std::cell::RefCell::new(None),
+    };
+}
+
+struct IndexOwner {
+    index: Cell<usize>,
+    /// Loom only: the allocator the index came from. Loom drops its lazy statics before
+    /// the test thread's thread-locals, so the index is given back through this handle.
+    #[cfg(bluegreen_loom)]
+    from: std::cell::RefCell<Option<crate::sync::Arc<Mutex<Allocator>>>>,
+}
 
 impl Drop for IndexOwner {
     fn drop(&mut self) {
-        let index = self.0.get();
+        let index = self.index.get();
         if index != NONE {
             // Later lookups on this thread (from other thread-locals' destructors) must
             // not keep using an index another thread may take next.
             // `try_with`: on targets without native thread-locals even this one may be
             // gone already (then nothing can read it either).
             let _ = INDEX.try_with(|i| i.set(NONE));
+            #[cfg(not(bluegreen_loom))]
             INDEX_ALLOCATOR.lock().release(index);
+            #[cfg(bluegreen_loom)]
+            if let Some(allocator) = self.from.borrow_mut().take() {
+                allocator.lock().release(index);
+            }
         }
     }
 }
@@ -142,10 +169,21 @@ impl Allocator {
     }
 }
 
+#[cfg(not(bluegreen_loom))]
 static INDEX_ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
     next: 0,
     free: BinaryHeap::new(),
 });
+
+// A loom object cannot outlive one execution: a fresh allocator per execution.
+#[cfg(bluegreen_loom)]
+loom::lazy_static! {
+    static ref INDEX_ALLOCATOR: crate::sync::Arc<Mutex<Allocator>> =
+        crate::sync::Arc::new(Mutex::new(Allocator {
+            next: 0,
+            free: BinaryHeap::new(),
+        }));
+}
 
 /// This thread's index.
 #[inline]
@@ -163,12 +201,18 @@ fn thread_index() -> Option<usize> {
 fn assign() -> Option<usize> {
     OWNER
         .try_with(|owner| {
-            let index = match owner.0.get() {
-                NONE => INDEX_ALLOCATOR.lock().take(),
+            let index = match owner.index.get() {
+                NONE => {
+                    #[cfg(bluegreen_loom)]
+                    {
+                        *owner.from.borrow_mut() = Some(crate::sync::Arc::clone(&INDEX_ALLOCATOR));
+                    }
+                    INDEX_ALLOCATOR.lock().take()
+                }
                 // `INDEX` could not keep it (see below): keep using the one already owned.
                 index => index,
             };
-            owner.0.set(index);
+            owner.index.set(index);
             // Fails only on targets without native thread-locals, during teardown; then
             // every lookup comes back here and finds the owned index.
             let _ = INDEX.try_with(|i| i.set(index));

@@ -8,8 +8,8 @@
 //! ([`status`](crate::BlueGreen::status)) sum the lanes. The sum is a snapshot, not a
 //! linearizable count, which is what a status page needs.
 
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::lanes::Lanes;
@@ -66,7 +66,7 @@ struct Lane {
 impl Lane {
     fn latency(&self) -> &[AtomicU64; BUCKETS] {
         self.latency
-            .get_or_init(|| Box::new([const { AtomicU64::new(0) }; BUCKETS]))
+            .get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))))
     }
 
     fn took(&self, elapsed: Duration) {

@@ -14,9 +14,9 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use crate::sync::Mutex;
 use crossbeam_utils::CachePadded;
 use lru::LruCache;
-use parking_lot::Mutex;
 
 /// Basis points in 100 %.
 pub(crate) const BASIS: u32 = 10_000;

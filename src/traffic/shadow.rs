@@ -11,13 +11,14 @@
 
 use std::any::Any;
 use std::cell::Cell;
+// Callbacks and shared cells are std `Arc`s; the slots are the `sync` shim's.
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use crossbeam_channel::{Sender, TrySendError};
-use parking_lot::Mutex;
+use crate::sync::ArcSwapOption;
+use crate::sync::Mutex;
+use crate::sync::channel::{Sender, TrySendError};
 
 use super::shadow_worker::{Abandoned, Worker};
 pub(crate) use super::shadow_worker::{OnPanic, ShadowPanic};
@@ -210,7 +211,7 @@ fn next_random() -> u64 {
 impl<M: Model> ShadowRuntime<M> {
     /// Starts the worker thread; the error is the OS's refusal to start it.
     pub(crate) fn start(config: Shadow<M>, on_panic: OnPanic) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::bounded::<Job<M>>(config.capacity);
+        let (tx, rx) = crate::sync::channel::bounded::<Job<M>>(config.capacity);
         let target: Arc<ArcSwapOption<Slot<M>>> = Arc::new(ArcSwapOption::empty());
         let tally: Arc<Mutex<Option<Tally>>> = Arc::new(Mutex::new(None));
         let worker = Worker::start(
@@ -278,13 +279,13 @@ impl<M: Model> ShadowRuntime<M> {
     }
 
     /// Starts shadowing `candidate` (or stops, with `None`), resetting the results.
-    pub(crate) fn target(&self, candidate: Option<&Arc<Slot<M>>>) {
+    pub(crate) fn target(&self, candidate: Option<&crate::sync::Arc<Slot<M>>>) {
         let current = self.target.load().as_ref().map(|s| s.generation);
         if current == candidate.map(|c| c.generation) {
             return;
         }
         self.target.store(candidate.cloned());
-        let same = |c: &Arc<Slot<M>>| {
+        let same = |c: &crate::sync::Arc<Slot<M>>| {
             self.tally
                 .lock()
                 .as_ref()
@@ -309,11 +310,11 @@ impl<M: Model> ShadowRuntime<M> {
     }
 
     /// Whether `slot` is the current shadow target (holding a reference to it).
-    pub(crate) fn holds(&self, slot: &Arc<Slot<M>>) -> bool {
+    pub(crate) fn holds(&self, slot: &crate::sync::Arc<Slot<M>>) -> bool {
         self.target
             .load()
             .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(s, slot))
+            .is_some_and(|s| crate::sync::Arc::ptr_eq(s, slot))
     }
 
     /// Results for the candidate last shadowed.

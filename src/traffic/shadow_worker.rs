@@ -10,15 +10,16 @@
 //! fresh worker takes over the queue for the next one. The abandoned thread exits if its
 //! call ever returns. So one hung candidate costs one thread, not the shadow feature.
 
+use crate::sync::{AtomicU64, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+// `Weak` and the `Arc`s here are std's (loom has no `Weak`); the slots are the `sync` shim's.
+use crate::sync::thread::JoinHandle;
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwapOption;
-use crossbeam_channel::Receiver;
-use parking_lot::Mutex;
+use crate::sync::ArcSwapOption;
+use crate::sync::Mutex;
+use crate::sync::channel::Receiver;
 
 use super::shadow::{Compare, Job, Tally};
 use crate::model::Model;
@@ -32,7 +33,7 @@ struct Busy<M: Model> {
     /// Which worker made it.
     epoch: u64,
     /// The worker holds the candidate through this handle during the call.
-    held: Weak<Arc<Slot<M>>>,
+    held: Weak<crate::sync::Arc<Slot<M>>>,
 }
 
 /// What every incarnation of the worker shares.
@@ -169,7 +170,7 @@ impl<M: Model> Worker<M> {
             return;
         };
         match current.exited.recv_timeout(wait) {
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            Err(crate::sync::channel::RecvTimeoutError::Timeout) => {
                 tracing::warn!(target: "bluegreen",
                     "shadow worker still inside the candidate at shutdown; left behind");
             }
@@ -181,9 +182,9 @@ impl<M: Model> Worker<M> {
 }
 
 fn spawn<M: Model>(shared: &Arc<Shared<M>>, epoch: u64) -> std::io::Result<Current> {
-    let (alive, exited) = crossbeam_channel::bounded::<()>(0);
+    let (alive, exited) = crate::sync::channel::bounded::<()>(0);
     let shared = Arc::clone(shared);
-    let handle = std::thread::Builder::new()
+    let handle = crate::sync::thread::Builder::new()
         .name("bluegreen-shadow".to_owned())
         .spawn(move || {
             // Dropped when this worker ends, so `stop` can wait for it with a deadline.

@@ -2,7 +2,7 @@
 //! gathered about the candidate before its gates ran ([`ShadowStatus`], filled in by the
 //! shadow worker of the traffic layer, read by the shadow gate).
 
-use std::sync::Arc;
+use crate::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{Model, ModelInfo};

@@ -2,6 +2,8 @@
 //! order, each on the deployment's supervised gate worker with its deadline.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+// Contexts and gates are std `Arc`s (a context is registered as hung work through a
+// `Weak`, which loom lacks); the slots they hold are the `sync` shim's.
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,8 +17,8 @@ use crate::slot::{Hung, HungWork, Slot};
 /// Runs every validator, in order, each on the gate worker with its deadline.
 pub(crate) fn run_all<M: Model>(
     validators: &[Arc<dyn Validator<M>>],
-    candidate: &Arc<Slot<M>>,
-    live: &Arc<Slot<M>>,
+    candidate: &crate::sync::Arc<Slot<M>>,
+    live: &crate::sync::Arc<Slot<M>>,
     shadow: Option<ShadowStatus>,
     default_deadline: Duration,
     hung: &Hung,
@@ -24,8 +26,8 @@ pub(crate) fn run_all<M: Model>(
 ) -> ValidationReport {
     let started = Instant::now();
     let cx = Arc::new(Context::new(
-        Arc::clone(candidate),
-        Arc::clone(live),
+        crate::sync::Arc::clone(candidate),
+        crate::sync::Arc::clone(live),
         shadow,
     ));
     let checks: Vec<Check> = validators

@@ -22,8 +22,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use crate::sync::Mutex;
+use crate::sync::channel::{Receiver, Sender};
 
 use crate::model::panic_message;
 
@@ -73,7 +73,7 @@ impl GateWorker {
                 Err(e) => return Supervised::NotStarted(e.to_string()),
             },
         };
-        let (result_tx, result) = crossbeam_channel::bounded(1);
+        let (result_tx, result) = crate::sync::channel::bounded(1);
         let late = std::sync::Arc::clone(&self.late);
         let job: Job = Box::new(move || {
             let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
@@ -84,8 +84,8 @@ impl GateWorker {
             // value (it may hold models) is dropped here, guarded like the work itself.
             match result_tx.send(outcome) {
                 Ok(()) => {}
-                Err(crossbeam_channel::SendError(Err(message))) => late(&what, message),
-                Err(crossbeam_channel::SendError(Ok(unsent))) => {
+                Err(crate::sync::channel::SendError(Err(message))) => late(&what, message),
+                Err(crate::sync::channel::SendError(Ok(unsent))) => {
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(unsent))) {
                         late(
                             &what,
@@ -107,8 +107,8 @@ impl GateWorker {
                     Err(message) => Supervised::Panicked(message),
                 }
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Supervised::TimedOut,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err(crate::sync::channel::RecvTimeoutError::Timeout) => Supervised::TimedOut,
+            Err(crate::sync::channel::RecvTimeoutError::Disconnected) => {
                 Supervised::Panicked("worker exited without a result".to_owned())
             }
         }
@@ -116,8 +116,8 @@ impl GateWorker {
 }
 
 fn spawn() -> std::io::Result<Sender<Job>> {
-    let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
-    std::thread::Builder::new()
+    let (tx, rx) = crate::sync::channel::bounded::<Job>(1);
+    crate::sync::thread::Builder::new()
         .name("bluegreen-gates".to_owned())
         .spawn(move || serve(&rx))?;
     Ok(tx)
