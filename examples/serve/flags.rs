@@ -66,6 +66,11 @@ struct Flags {
     /// Port to bind, 0 = any free port
     #[arg(long, value_name = "N", env = "BLUEGREEN_PORT", default_value_t = 8080)]
     port: u16,
+    /// Serve /admin/... and /metrics on this port only (same --host), not on --port;
+    /// 0 = any free port [default: both on --port]. Lets a NetworkPolicy admit the
+    /// public port to clients and this one to Prometheus and deployment tooling only
+    #[arg(long, value_name = "N", env = "BLUEGREEN_ADMIN_PORT")]
+    admin_port: Option<u16>,
     /// Inference threads = ONNX sessions per model [default: CPU count]
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     workers: Option<usize>,
@@ -106,6 +111,10 @@ struct Flags {
     /// Watcher poll interval in ms (with --watch or --desired)
     #[arg(long, value_name = "N", default_value_t = 2000)]
     poll_ms: u64,
+    /// Watcher: no file-system notifications, look every --poll-ms only (what a network
+    /// volume such as NFS allows: inotify sees nothing there)
+    #[arg(long)]
+    poll_only: bool,
 }
 
 /// `--model NAME=DIR[@VERSION]`, parsed.
@@ -142,12 +151,16 @@ pub struct Args {
     pub max_drop: Option<f64>,
     pub host: String,
     pub port: u16,
+    /// Where /admin and /metrics are served, when not on `port`.
+    pub admin_port: Option<u16>,
     pub workers: usize,
     pub max_batch: usize,
     pub limits: Limits,
     pub watch: Option<WatchMode>,
     pub desired: Option<PathBuf>,
     pub poll: Duration,
+    /// The watcher polls only (`--poll-only`).
+    pub poll_only: bool,
 }
 
 impl Args {
@@ -164,6 +177,15 @@ impl Args {
                 "--watch and --desired need the `watch` feature: \
                  cargo run --features watch --example serve"
                     .to_owned(),
+            );
+        }
+        if flags.admin_port.is_some_and(|a| a != 0 && a == flags.port) {
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--admin-port {} is --port: give the admin listener a port of its own",
+                    flags.port
+                ),
             );
         }
         let models = if flags.models.is_empty() {
@@ -229,6 +251,7 @@ impl Args {
             max_drop: flags.max_drop,
             host: flags.host,
             port: flags.port,
+            admin_port: flags.admin_port,
             workers,
             max_batch: flags.max_batch,
             limits: Limits {
@@ -243,6 +266,7 @@ impl Args {
             watch: flags.watch,
             desired: flags.desired,
             poll: ms(flags.poll_ms),
+            poll_only: flags.poll_only,
         }
     }
 }

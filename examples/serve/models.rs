@@ -302,6 +302,9 @@ fn start_watcher(
     if let Some(manifest) = &args.desired {
         builder = builder.follow_manifest(manifest);
     }
+    if args.poll_only {
+        builder = builder.polling_only();
+    }
     let onnx = model.onnx.clone();
     let model_file = args.model_file.clone();
     let watcher = builder
