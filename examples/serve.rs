@@ -30,8 +30,8 @@
 //! Admin endpoints need `Authorization: Bearer $BLUEGREEN_ADMIN_TOKEN`; when that variable is
 //! unset or empty they answer 403 (admin disabled). With `--admin-port N`, `/admin/...` and
 //! `/metrics` are served on port N only (the public port answers 404 for them), so that a
-//! NetworkPolicy can keep them from the clients (deploy/k8s, docs/fleet.md). Bad requests get a 400 with a message,
-//! never a panic or a 500. The service binds 127.0.0.1 unless told otherwise.
+//! NetworkPolicy can keep them from the clients (deploy/k8s, docs/serving.md "Fleet
+//! recipe"). Bad requests get a 400 with a message, never a panic or a 500. The service binds 127.0.0.1 unless told otherwise.
 //!
 //! # Hostile clients
 //!
@@ -186,15 +186,14 @@ async fn run(args: Args) -> Result<(), String> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let (public, ops) = routers(Arc::clone(&app));
+    let (public, ops) = routers(Arc::clone(&app), admin_listener.is_some());
     let limits = app.args.limits;
     let gauge = Arc::clone(&app.connections);
-    match admin_listener {
+    match admin_listener.zip(ops) {
         None => {
-            let all = public.merge(ops);
-            serve::server::serve(listener, all, limits, gauge, stopped(stop_rx)).await;
+            serve::server::serve(listener, public, limits, gauge, stopped(stop_rx)).await;
         }
-        Some(admin_listener) => {
+        Some((admin_listener, ops)) => {
             tokio::join!(
                 serve::server::serve(
                     listener,
@@ -223,9 +222,10 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 /// The public routes (probes, predict, model info) and the operators' routes (`/admin`,
-/// `/metrics`): merged on one listener, or each on its own with `--admin-port`. Each gets
-/// the body limits, the HTTP counter and the 404 fallback.
-fn routers(app: Arc<App>) -> (Router, Router) {
+/// `/metrics`): merged into one router (`split` false), or the operators' apart for a
+/// listener of their own (`--admin-port`). Each router gets the body limits, the HTTP
+/// counter and the 404 fallback (once: axum cannot merge two routers with fallbacks).
+fn routers(app: Arc<App>, split: bool) -> (Router, Option<Router>) {
     use serve::{admin, api};
     let limits = app.args.limits;
     let public = Router::new()
@@ -252,10 +252,13 @@ fn routers(app: Arc<App>) -> (Router, Router) {
                 ))
                 .with_state(Arc::clone(&app))
         };
-    (
-        finish(limits.public(public)),
-        finish(limits.public(metrics).merge(admin)),
-    )
+    let public = limits.public(public);
+    let ops = limits.public(metrics).merge(admin);
+    if split {
+        (finish(public), Some(finish(ops)))
+    } else {
+        (finish(public.merge(ops)), None)
+    }
 }
 
 async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener, String> {
