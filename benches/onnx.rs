@@ -17,6 +17,11 @@
 //!   accuracy gate, run by `bg.validate()` on a freshly staged v2, against raw
 //!   `OnnxModel::predict` over the same batches on another fresh v2 (cold, then warm);
 //!   throughput in rows/s.
+//! - `qualification` (feature `quarantine`): qualifying a freshly loaded v2 — load, warm
+//!   up on 16 golden rows, sanity and accuracy gates — in this process, the same trial in a
+//!   quarantine child (this bench binary, re-executed), a child that loads nothing (the
+//!   process floor) and one that only starts ONNX Runtime (the floor of an ONNX child).
+//!   Goal: quarantine ≤ 1.5 × (in process + the ONNX child's floor).
 //!
 //! Read-path samples use the chunk runner of `benches/common/runner.rs`: chunks of 500 calls
 //! (~2 ms), counted only if no reader was preempted (and, with 2 threads, both really ran at
@@ -126,7 +131,34 @@ fn validation(c: &mut Criterion) {
     group.finish();
 }
 
+#[cfg(feature = "quarantine")]
+fn qualification(c: &mut Criterion) {
+    let mut bench = common::onnx::Qualify::new();
+    let mut group = c.benchmark_group("qualification");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(5));
+    type Pick = fn(&common::onnx::QualifyRound) -> Duration;
+    let cases: [(&str, Pick); 4] = [
+        ("in_process", |r| r.in_process),
+        ("quarantine", |r| r.quarantine),
+        ("empty_child", |r| r.process_start),
+        ("runtime_child", |r| r.runtime_start),
+    ];
+    for (name, pick) in cases {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| pick(&bench.round())).sum());
+        });
+    }
+    group.finish();
+}
+
 fn main() {
+    // First: a quarantine child (the `qualification` group's) runs its job and exits here.
+    #[cfg(feature = "quarantine")]
+    common::onnx::hook().enter();
     // Before any model is loaded: the bare sessions share bluegreen's environment.
     environment();
     let mut c = Criterion::default().configure_from_args();
@@ -136,5 +168,7 @@ fn main() {
     drop(bench);
     first_requests(&mut c);
     validation(&mut c);
+    #[cfg(feature = "quarantine")]
+    qualification(&mut c);
     c.final_summary();
 }

@@ -33,12 +33,15 @@
 //! session, `OnnxModel` and `BlueGreen<OnnxModel>` in ~2 ms chunks (same chunk rules), at
 //! 1 and 2 threads; times the first 100 calls after swapping in a freshly loaded model, with
 //! and without warm-up samples, against the same model's steady state; and compares golden-
-//! set validation throughput with raw `predict`. The `shadow` section measures what shadow
+//! set validation throughput with raw `predict`. The `quarantine` section times qualifying
+//! v2 in this process, in a quarantine child (this binary, re-executed) and in a child
+//! that loads nothing. The `shadow` section measures what shadow
 //! traffic costs the caller (trivial model, and the real models with the backend).
 //!
 //! This file holds the options, the output lines, the section table and `main`. Each
-//! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`, `memory.rs`,
-//! `onnx.rs`, `shadow.rs`, declared in `mod quickbench` below), and `series.rs` there holds
+//! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`,
+//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, declared in `mod quickbench`
+//! below), and `series.rs` there holds
 //! the interleaved-rounds statistics they share. The folder has no `main.rs`, so cargo does
 //! not take it for an example of its own.
 //!
@@ -57,6 +60,8 @@ mod quickbench {
     #[cfg(feature = "onnx")]
     pub mod onnx;
     pub mod overhead;
+    #[cfg(all(feature = "onnx", feature = "quarantine"))]
+    pub mod quarantine;
     pub mod series;
     pub mod shadow;
     pub mod swap;
@@ -67,6 +72,8 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "onnx")]
 use quickbench::onnx::onnx;
+#[cfg(all(feature = "onnx", feature = "quarantine"))]
+use quickbench::quarantine::quarantine;
 use quickbench::{
     affinity::affinity, memory::memory, overhead::overhead, shadow::shadow, swap::swap,
 };
@@ -167,6 +174,12 @@ fn sections() -> Vec<Section> {
                     first 100 calls after a swap; validation vs raw throughput",
             run: onnx,
         },
+        #[cfg(all(feature = "onnx", feature = "quarantine"))]
+        Section {
+            name: "quarantine",
+            about: "qualifying digits v2: in process vs in a quarantine child vs an empty child",
+            run: quarantine,
+        },
         Section {
             name: "shadow",
             about: "caller cost of shadow traffic: none vs saturated vs 1 %, 1 thread",
@@ -176,6 +189,9 @@ fn sections() -> Vec<Section> {
 }
 
 fn main() {
+    // First: a quarantine child (the `quarantine` section's) runs its job and exits here.
+    #[cfg(all(feature = "onnx", feature = "quarantine"))]
+    common::onnx::hook().enter();
     let mut opts = Opts {
         rounds: 7,
         window: Duration::from_millis(16),

@@ -53,6 +53,17 @@
 //! threads are few and long-lived). Admin operations — loading, validating, draining — are
 //! rare and block for long, so they go to `spawn_blocking`.
 //!
+//! # Quarantine
+//!
+//! On by default (`--quarantine off` to disable): a model file from the repository is
+//! untrusted until proven, so every candidate — staged through the admin API or rolled out
+//! by the watcher — is first loaded, warmed and gated (accuracy, sanity) in a child process
+//! under an address-space cap, a CPU-time cap and a wall-clock deadline
+//! (`--quarantine-memory-mib`, `--quarantine-cpu-ms`, `--quarantine-wall-ms`). The child is
+//! this binary, re-executed: `main()` calls `bluegreen::quarantine::enter()` first. An
+//! endless loop, a memory bomb or a crash is refused (422, with its cause) and never touches
+//! this process; the live model serves throughout.
+//!
 //! # Flags
 //!
 //! See `--help`. `--port 0` binds any free port; the bound address is printed on stdout as
@@ -99,6 +110,9 @@ pub struct App {
 }
 
 fn main() {
+    // First: in a quarantine child (a candidate being qualified), this runs the job and
+    // exits; nothing below runs there.
+    bluegreen::quarantine::enter();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

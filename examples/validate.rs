@@ -8,7 +8,8 @@
 //!     [--policy non-inferior|not-worse|point] [--alpha 0.05] [--confidence 0.95] \
 //!     [--min-agreement 0.9] [--share-bound measured|lower-bound] [--latency-ratio 3.0] \
 //!     [--inputs inputs] [--labels labels] [--classes 10] \
-//!     [--expected probabilities_v2 [--max-abs-error 1e-4]] [--json]
+//!     [--expected probabilities_v2 [--max-abs-error 1e-4]] [--json] \
+//!     [--quarantine [--memory-limit 1024] [--cpu-limit 30] [--wall-limit 60]]
 //! cargo run --example validate -- --calibrate \
 //!     --baseline models/digits/2/model.onnx --golden models/digits/golden.npz
 //! ```
@@ -24,6 +25,15 @@
 //! `--calibrate` runs only the baseline over the golden set and prints its figures with
 //! intervals and a suggested bound for each gate (no `--candidate` needed).
 //!
+//! `--quarantine` first qualifies the candidate in a child process (this binary,
+//! re-executed) under an address-space cap (`--memory-limit`, MiB), a CPU-time cap
+//! (`--cpu-limit`, seconds) and a wall-clock deadline (`--wall-limit`, seconds): it must
+//! load, warm up, and pass sanity and `--min-accuracy` on the golden set there before it is
+//! loaded here for the full gates. An endless loop, a memory bomb or a crash is refused
+//! with its cause (exit 1) and never touches this process; one that fails to load exits 2
+//! as without quarantine. The child's peak memory, CPU time and duration are printed on
+//! stderr.
+//!
 //! Golden labels are checked against the baseline's declared number of classes (or
 //! `--classes`) before any gate runs.
 //!
@@ -35,11 +45,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use bluegreen::gates::{
     GoldenGates, LatencyBudget, RegressionPolicy, SchemaGate, ShareRule, SizeAdvice,
 };
-use bluegreen::onnx::{OnnxBinding, OnnxConfig, OnnxModel};
+use bluegreen::onnx::{OnnxBinding, OnnxConfig, OnnxModel, OnnxTrial};
+use bluegreen::quarantine::{Quarantine, QuarantineError};
 use bluegreen::{BlueGreen, GoldenSet, Model, ValidationReport};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
@@ -108,6 +120,19 @@ struct Args {
     /// Print the report as JSON (needs the `serde` feature)
     #[arg(long)]
     json: bool,
+    /// Qualify the candidate in a capped child process first (see --memory-limit,
+    /// --cpu-limit, --wall-limit)
+    #[arg(long, conflicts_with = "calibrate")]
+    quarantine: bool,
+    /// Address-space cap of the quarantine child, MiB
+    #[arg(long, value_name = "MIB", default_value_t = 2048, requires = "quarantine", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_limit: u64,
+    /// CPU-time cap of the quarantine child, seconds
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, requires = "quarantine", value_parser = positive)]
+    cpu_limit: f64,
+    /// Wall-clock deadline of the quarantine child, seconds
+    #[arg(long, value_name = "SECS", default_value_t = 120.0, requires = "quarantine", value_parser = positive)]
+    wall_limit: f64,
 }
 
 /// `--policy`: how the regression gate decides.
@@ -132,12 +157,19 @@ enum ShareBound {
 }
 
 fn main() -> ExitCode {
+    // First: when this process is a quarantine child, this runs the job and exits.
+    bluegreen::quarantine::enter();
     // Exits 0 after --help, 2 with clap's error and the usage for a bad flag.
     let args = Args::parse();
     if args.json && cfg!(not(feature = "serde")) {
         Args::command()
             .error(ErrorKind::ArgumentConflict, JSON_NEEDS_SERDE)
             .exit();
+    }
+    if args.quarantine
+        && let Some(code) = quarantine(&args)
+    {
+        return code;
     }
     let outcome = if args.calibrate {
         calibrate(&args).map(|()| None)
@@ -165,6 +197,40 @@ fn main() -> ExitCode {
 }
 
 type Failure = Box<dyn std::error::Error>;
+
+/// Qualifies the candidate in a capped child process. `Some(exit code)` when it was
+/// refused (or quarantine could not run); `None` when it passed and the gates run here.
+fn quarantine(args: &Args) -> Option<ExitCode> {
+    let candidate = args.candidate.as_ref()?;
+    let mut trial = OnnxTrial::new()
+        .golden(&args.golden)
+        .inputs(&args.inputs)
+        .labels(&args.labels)
+        .min_accuracy(args.min_accuracy);
+    if let Some(classes) = args.classes {
+        trial = trial.classes(classes);
+    }
+    let q = Quarantine::onnx(trial)
+        .memory_limit(args.memory_limit.saturating_mul(1 << 20))
+        .cpu_limit(Duration::from_secs_f64(args.cpu_limit))
+        .wall_limit(Duration::from_secs_f64(args.wall_limit));
+    let report = q.qualify(&candidate.display().to_string(), candidate);
+    eprintln!("{report}");
+    let refusal = report.refusal.as_ref()?;
+    if args.json {
+        let _ = print_json(&report);
+    }
+    let code = match refusal {
+        // As without quarantine: unusable input, or quarantine itself could not run.
+        QuarantineError::FailedToLoad { .. }
+        | QuarantineError::NoHook { .. }
+        | QuarantineError::Setup { .. }
+        | QuarantineError::UnknownLoader { .. } => 2,
+        _ => 1,
+    };
+    eprintln!("candidate refused in quarantine ({})", refusal.cause());
+    Some(ExitCode::from(code))
+}
 
 /// The golden set, the gates over it, and the baseline, with the labels checked against
 /// the baseline's declared classes.

@@ -51,6 +51,14 @@
 //!   [`predict_keyed`](BlueGreen::predict_keyed), which routes by a stable hash of a
 //!   request key.
 //!
+//! ## Untrusted candidates (feature `quarantine`, default)
+//!
+//! [`stage_quarantined`](BlueGreen::stage_quarantined) first qualifies a candidate file in
+//! a child process — the application's binary re-executed, under address-space, CPU-time
+//! and wall-clock caps — and loads it only if it passed; an endless loop, a memory bomb or a
+//! crash is a typed refusal naming its cause, and never runs in the serving process. See
+//! `quarantine`.
+//!
 //! Built-in gates live in [`gates`] (golden-set quality, regression against the live model,
 //! sanity, schema, latency); the `onnx` module (feature `onnx`, default) is the ONNX
 //! Runtime backend.
@@ -80,6 +88,10 @@
 //! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
 //! | `rollout/` | the model repository and the watcher that rolls versions out | [`repository`], `watch` (feature `watch`) |
 //! | `onnx/` | the ONNX Runtime backend; stands on `model/` and the gates' [`Binding`](gates::Binding) only | `onnx` (feature `onnx`) |
+//!
+//! Two crate-root files sit above the layers: `lib.rs`, and `quarantine.rs`, the public
+//! `quarantine` module (feature `quarantine`, default), whose machinery is in
+//! `validation/quarantine/` and which wires the backends' loaders into the child's hook.
 //!
 //! ## Example
 //!
@@ -114,6 +126,8 @@ mod deployment;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+#[cfg(feature = "quarantine")]
+pub mod quarantine;
 mod rollout;
 #[cfg(feature = "serde")]
 mod serde_util;

@@ -33,3 +33,18 @@ pub(crate) fn opt_unix_secs<S: Serializer>(
         None => s.serialize_none(),
     }
 }
+
+/// Reads what [`secs`] wrote; a negative, non-finite or overflowing number is an error,
+/// not a panic (reports may come from an untrusted child process).
+pub(crate) fn secs_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let v: f64 = serde::Deserialize::deserialize(d)?;
+    Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+}
+
+/// Reads what [`unix_secs`] wrote, with the same checks as [`secs_de`].
+pub(crate) fn unix_secs_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let since = secs_de(d)?;
+    UNIX_EPOCH
+        .checked_add(since)
+        .ok_or_else(|| serde::de::Error::custom("time out of range"))
+}

@@ -4,8 +4,9 @@
 //! own model repository, as each pod would.
 //!
 //! 1. The manifest moves from 1 to 2: all three converge to 2.
-//! 2. It moves to 3, but replica C's copy of 3 is a degraded model: C refuses it, keeps
-//!    serving 2 and reports the refusal in its status; A and B move to 3.
+//! 2. It moves to 3, but replica C's copy of 3 is a degraded model: C refuses it in
+//!    quarantine (before loading it), keeps serving 2 and reports the refusal in its
+//!    status; A and B move to 3.
 #![cfg(all(feature = "watch", feature = "onnx"))]
 
 mod serve_support;
@@ -169,7 +170,8 @@ fn three_replicas_follow_the_manifest_and_one_refuses_its_broken_candidate() {
             .as_array()
             .and_then(|v| v.iter().find(|r| r["version"] == "3").cloned())
     });
-    assert_eq!(refusal["kind"], "validation", "{refusal}");
+    // Refused in its quarantine child (on by default in serve), before it was loaded.
+    assert_eq!(refusal["kind"], "quarantine", "{refusal}");
     assert!(
         refusal["reason"].as_str().unwrap().contains("accuracy"),
         "{refusal}"
@@ -179,9 +181,12 @@ fn three_replicas_follow_the_manifest_and_one_refuses_its_broken_candidate() {
         st["deployment"]["active"]["version"], "2",
         "C keeps serving 2"
     );
-    assert_eq!(st["deployment"]["standby"]["version"], "3");
-    assert_eq!(st["deployment"]["standby"]["state"], "failed");
-    assert_eq!(st["deployment"]["rejections"], 1);
+    // 3 never entered C's process: the standby is still the previous model, 1.
+    assert_eq!(st["deployment"]["standby"]["version"], "1");
+    assert_eq!(st["deployment"]["standby"]["state"], "previous");
+    assert_eq!(st["deployment"]["quarantine_refusals"], 1);
+    assert_eq!(st["deployment"]["last_quarantine"]["cause"], "refused");
+    assert_eq!(st["deployment"]["rejections"], 0);
     assert_eq!(
         st["watch"]["desired"], "3",
         "C reports what it was asked for"
@@ -194,7 +199,7 @@ fn three_replicas_follow_the_manifest_and_one_refuses_its_broken_candidate() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"bluegreen_rejections_total{model="digits"} 1"#),
+        metrics.contains(r#"bluegreen_quarantine_refusals_total{model="digits"} 1"#),
         "{metrics}"
     );
 }

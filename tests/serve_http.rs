@@ -3,6 +3,7 @@
 //! metrics, against the bundled digits models.
 #![cfg(feature = "onnx")]
 
+mod onnx_graphs;
 mod serve_support;
 
 use serde_json::Value;
@@ -12,6 +13,14 @@ const TOKEN: &str = "test-admin-token-0123456789";
 
 fn server() -> Server {
     let s = Server::start(Opts::default().token(TOKEN));
+    s.wait_ready();
+    s
+}
+
+/// A server whose candidates are not quarantined: for the tests of the gates' own refusals
+/// at swap time (with quarantine on, the default, a bad version is refused at stage).
+fn server_without_quarantine() -> Server {
+    let s = Server::start(Opts::args(["--quarantine", "off"]).token(TOKEN));
     s.wait_ready();
     s
 }
@@ -281,7 +290,7 @@ fn stage_swap_and_rollback_through_the_admin_api_move_traffic() {
 
 #[test]
 fn validate_is_a_dry_run_and_a_failing_swap_is_422_while_the_live_model_keeps_serving() {
-    let s = server();
+    let s = server_without_quarantine();
     assert_eq!(
         s.admin("POST", "stage", TOKEN, r#"{"version":"3"}"#).status,
         200
@@ -318,7 +327,7 @@ fn validate_is_a_dry_run_and_a_failing_swap_is_422_while_the_live_model_keeps_se
 
 #[test]
 fn staging_a_missing_invalid_corrupt_or_incompatible_version_is_refused_with_its_reason() {
-    let s = server();
+    let s = server_without_quarantine();
     let r = s.admin("POST", "stage", TOKEN, r#"{"version":"9"}"#);
     assert_eq!(r.status, 404, "{}", r.text);
     let r = s.admin("POST", "stage", TOKEN, r#"{"version":"../digits/2"}"#);
@@ -359,7 +368,7 @@ fn staging_a_missing_invalid_corrupt_or_incompatible_version_is_refused_with_its
 
 #[test]
 fn metrics_export_requests_errors_latency_swaps_rollbacks_failures_and_in_flight() {
-    let s = server();
+    let s = server_without_quarantine();
     let (body, _) = golden_request(2);
     assert_eq!(predict(&s, &body).status, 200);
     assert_eq!(predict(&s, r#"{"inputs": [[1.0]]}"#).status, 400);
@@ -403,4 +412,81 @@ fn metrics_export_requests_errors_latency_swaps_rollbacks_failures_and_in_flight
     ] {
         assert!(text.contains(series), "missing {series:?} in:\n{text}");
     }
+}
+
+/// With quarantine on (the default), a bad version is refused at stage, in a capped child,
+/// with its cause — an endless loop at the CPU cap, a failing gate, a truncated file — and
+/// never loaded into the service, which keeps answering; a good one then goes through.
+#[test]
+fn quarantine_refuses_hostile_and_bad_versions_at_stage_with_their_cause_while_serving() {
+    let repo = tempfile::tempdir().unwrap();
+    let digits = serve_support::repo_root().join("models/digits");
+    std::fs::copy(digits.join("golden.npz"), repo.path().join("golden.npz")).unwrap();
+    for v in ["1", "2", "3", "5"] {
+        std::fs::create_dir_all(repo.path().join(v)).unwrap();
+        std::fs::copy(
+            digits.join(v).join("model.onnx"),
+            repo.path().join(v).join("model.onnx"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(repo.path().join("6")).unwrap();
+    std::fs::write(
+        repo.path().join("6/model.onnx"),
+        onnx_graphs::endless_loop(),
+    )
+    .unwrap();
+    let root = repo.path().display().to_string();
+    let s = Server::start(
+        Opts::args([
+            "--repo",
+            &root,
+            "--name",
+            "digits",
+            "--quarantine-cpu-ms",
+            "1000",
+            "--quarantine-wall-ms",
+            "10000",
+        ])
+        .token(TOKEN),
+    );
+    s.wait_ready();
+
+    for (version, cause) in [("6", "cpu"), ("3", "refused"), ("5", "load")] {
+        let r = s.admin(
+            "POST",
+            "stage",
+            TOKEN,
+            &format!(r#"{{"version":"{version}"}}"#),
+        );
+        assert_eq!(r.status, 422, "{version}: {}", r.text);
+        let q = &r.json()["quarantine"];
+        assert_eq!(q["cause"], cause, "{version}: {}", r.text);
+        assert_eq!(q["passed"], false);
+        assert!(
+            !r.text.contains(&root),
+            "the answer names no server path: {}",
+            r.text
+        );
+        assert_eq!(answering_version(&s), "2");
+    }
+    let status = s.admin("GET", "status", TOKEN, "").json();
+    assert_eq!(status["deployment"]["quarantine_refusals"], 3);
+    assert_eq!(status["deployment"]["standby"], serde_json::Value::Null);
+    assert_eq!(
+        s.metric("bluegreen_quarantine_refusals_total{model=\"digits\"}"),
+        Some(3.0)
+    );
+
+    let r = s.admin("POST", "stage", TOKEN, r#"{"version":"1"}"#);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let q = &r.json()["quarantine"];
+    assert_eq!(q["passed"], true, "{}", r.text);
+    assert!(
+        q["peak_memory_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{}",
+        r.text
+    );
+    assert_eq!(s.admin("POST", "swap", TOKEN, "").status, 200);
+    assert_eq!(answering_version(&s), "1");
 }

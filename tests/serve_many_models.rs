@@ -109,10 +109,11 @@ fn two_models_are_served_listed_swapped_and_rolled_back_independently() {
         ("1".into(), "2".into())
     );
 
-    // beta: its v3 is refused by beta's gates (alpha unaffected), then 2 → 1.
-    ok(s.admin_model("beta", "POST", "stage", TOKEN, r#"{"version":"3"}"#));
-    let r = s.admin_model("beta", "POST", "swap", TOKEN, "");
+    // beta: its v3 is refused by beta's gates in its quarantine child (alpha unaffected),
+    // then 2 → 1.
+    let r = s.admin_model("beta", "POST", "stage", TOKEN, r#"{"version":"3"}"#);
     assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.json()["quarantine"]["cause"], "refused", "{}", r.text);
     ok(s.admin_model("beta", "POST", "stage", TOKEN, r#"{"version":"1"}"#));
     assert_eq!(
         ok(s.admin_model("beta", "POST", "swap", TOKEN, ""))["to"],
@@ -148,7 +149,7 @@ fn two_models_are_served_listed_swapped_and_rolled_back_independently() {
         (
             d["swaps"].as_u64(),
             d["rollbacks"].as_u64(),
-            d["rejections"].as_u64(),
+            d["quarantine_refusals"].as_u64(),
         )
     };
     assert_eq!(counts("alpha"), (Some(1), Some(1), Some(0)));
@@ -159,8 +160,8 @@ fn two_models_are_served_listed_swapped_and_rolled_back_independently() {
         r#"bluegreen_swaps_total{model="alpha"} 1"#,
         r#"bluegreen_swaps_total{model="beta"} 1"#,
         r#"bluegreen_swaps_total{model="gamma"} 0"#,
-        r#"bluegreen_rejections_total{model="beta"} 1"#,
-        r#"bluegreen_rejections_total{model="alpha"} 0"#,
+        r#"bluegreen_quarantine_refusals_total{model="beta"} 1"#,
+        r#"bluegreen_quarantine_refusals_total{model="alpha"} 0"#,
         r#"bluegreen_slot_info{model="beta",slot="standby",state="rolled-back",version="1"} 1"#,
         r#"bluegreen_ready{model="gamma"} 1"#,
     ] {

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+mod onnx_graphs;
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -34,7 +36,7 @@ fn golden() -> String {
 
 /// This package's features as this test binary was built with them.
 fn features() -> Vec<&'static str> {
-    let mut f = vec!["onnx"];
+    let mut f = vec!["onnx", "quarantine"];
     if cfg!(feature = "serde") {
         f.push("serde");
     }
@@ -683,4 +685,70 @@ fn json_without_the_serde_feature_exits_2_saying_how_to_enable_it() {
     let run = candidate_vs_baseline(2, 1, &["--json"]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.contains("--features serde"), "{run}");
+}
+
+// ----------------------------------------------------------------------------------------
+// --quarantine: the candidate is qualified in a capped child (this binary, re-executed)
+
+#[test]
+fn quarantine_passes_good_v2_in_the_child_then_runs_every_gate_here() {
+    let run = candidate_vs_baseline(2, 1, &["--quarantine", "--wall-limit", "60"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stderr.contains(": PASSED (peak "), "{run}");
+    assert!(
+        run.stdout.contains("PASSED"),
+        "the gates ran here too:\n{run}"
+    );
+}
+
+#[test]
+fn quarantine_refuses_an_endless_loop_at_the_cpu_cap_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let endless = dir.path().join("loop.onnx");
+    std::fs::write(&endless, onnx_graphs::endless_loop()).unwrap();
+    let (c, b, g) = (endless.display().to_string(), model(1), golden());
+    let run = validate(&[
+        "--candidate",
+        &c,
+        "--baseline",
+        &b,
+        "--golden",
+        &g,
+        "--quarantine",
+        "--cpu-limit",
+        "1",
+        "--wall-limit",
+        "10",
+    ]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("exceeded the CPU cap of 1s"), "{run}");
+    assert!(run.stderr.contains("refused in quarantine (cpu)"), "{run}");
+    assert!(run.stdout.is_empty(), "no gate ran in this process:\n{run}");
+}
+
+#[test]
+fn quarantine_refuses_a_truncated_candidate_as_unloadable_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    let bytes = std::fs::read(model(2)).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let (c, b, g) = (truncated.display().to_string(), model(1), golden());
+    let run = validate(&[
+        "--candidate",
+        &c,
+        "--baseline",
+        &b,
+        "--golden",
+        &g,
+        "--quarantine",
+    ]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("failed to load in quarantine"), "{run}");
+}
+
+#[test]
+fn quarantine_caps_without_quarantine_are_a_usage_error() {
+    let run = candidate_vs_baseline(2, 1, &["--cpu-limit", "3"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("--quarantine"), "{run}");
 }

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use super::api::{error, unknown_model};
 use super::auth::AuthError;
 use super::models::{Phase, Served};
-use super::reports::{rollback_json, stage_json, status_json, swap_json, validation_json};
+use super::reports::{
+    quarantine_json, rollback_json, stage_json, status_json, swap_json, validation_json,
+};
 use crate::App;
 
 /// An answer sent instead of running the operation (boxed: responses are large).
@@ -102,6 +104,11 @@ fn refused(model: &Served, e: Error) -> Response {
             model,
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!({ "error": message, "validation": validation_json(&report) }),
+        ),
+        Error::Quarantined(report) => answer(
+            model,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({ "error": message, "quarantine": quarantine_json(&report) }),
         ),
         Error::WarmupFailed { .. } | Error::Load { .. } => {
             refuse(model, StatusCode::UNPROCESSABLE_ENTITY, &message)
@@ -211,9 +218,14 @@ pub async fn stage(
             );
         }
     };
+    let quarantined = app.args.quarantine.is_some();
     let outcome = blocking(&model, move |model| {
         let path = model.model_path(&dir.path);
-        bg.stage_with(version, || model.onnx.load(&path))
+        if quarantined {
+            bg.stage_quarantined_with(version, &path, |p| model.onnx.load(p))
+        } else {
+            bg.stage_with(version, || model.onnx.load(&path))
+        }
     })
     .await;
     match outcome {

@@ -115,6 +115,34 @@ struct Flags {
     /// volume such as NFS allows: inotify sees nothing there)
     #[arg(long)]
     poll_only: bool,
+    /// Qualify every candidate in a capped child process (this binary, re-executed) before
+    /// it is loaded here: admin stages and watcher rollouts alike
+    #[arg(long, value_name = "ON|OFF", default_value = "on")]
+    quarantine: OnOff,
+    /// Address-space cap of a quarantine child, MiB
+    #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    quarantine_memory_mib: u64,
+    /// CPU-time cap of a quarantine child, ms
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = millis)]
+    quarantine_cpu_ms: u64,
+    /// Wall-clock deadline of a quarantine child, ms
+    #[arg(long, value_name = "MS", default_value_t = 120_000, value_parser = millis)]
+    quarantine_wall_ms: u64,
+}
+
+/// `--quarantine on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// The caps of a quarantine child (`--quarantine on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuarantineCaps {
+    pub memory_bytes: u64,
+    pub cpu: Duration,
+    pub wall: Duration,
 }
 
 /// `--model NAME=DIR[@VERSION]`, parsed.
@@ -161,6 +189,8 @@ pub struct Args {
     pub poll: Duration,
     /// The watcher polls only (`--poll-only`).
     pub poll_only: bool,
+    /// `None` with `--quarantine off`.
+    pub quarantine: Option<QuarantineCaps>,
 }
 
 impl Args {
@@ -267,6 +297,11 @@ impl Args {
             desired: flags.desired,
             poll: ms(flags.poll_ms),
             poll_only: flags.poll_only,
+            quarantine: (flags.quarantine == OnOff::On).then(|| QuarantineCaps {
+                memory_bytes: flags.quarantine_memory_mib.saturating_mul(1 << 20),
+                cpu: ms(flags.quarantine_cpu_ms),
+                wall: ms(flags.quarantine_wall_ms),
+            }),
         }
     }
 }

@@ -47,6 +47,7 @@ pub struct Metrics {
     swaps: IntCounterVec,
     rollbacks: IntCounterVec,
     rejections: IntCounterVec,
+    quarantine_refusals: IntCounterVec,
     validation_failures: IntCounterVec,
     in_flight: IntGaugeVec,
     slot: IntGaugeVec,
@@ -113,6 +114,11 @@ impl Metrics {
             rejections: counter_vec(
                 "bluegreen_rejections_total",
                 "Candidates refused by a swap (a gate or warm-up failed).",
+                &["model"],
+            )?,
+            quarantine_refusals: counter_vec(
+                "bluegreen_quarantine_refusals_total",
+                "Candidates refused in a quarantine child (crash, memory, CPU, wall time, gate, load).",
                 &["model"],
             )?,
             validation_failures: counter_vec(
@@ -189,6 +195,8 @@ impl Metrics {
         r.register(Box::new(m.swaps.clone())).map_err(err)?;
         r.register(Box::new(m.rollbacks.clone())).map_err(err)?;
         r.register(Box::new(m.rejections.clone())).map_err(err)?;
+        r.register(Box::new(m.quarantine_refusals.clone()))
+            .map_err(err)?;
         r.register(Box::new(m.validation_failures.clone()))
             .map_err(err)?;
         r.register(Box::new(m.in_flight.clone())).map_err(err)?;
@@ -234,6 +242,10 @@ impl Metrics {
             advance(&self.swaps.with_label_values(&[name]), s.swaps);
             advance(&self.rollbacks.with_label_values(&[name]), s.rollbacks);
             advance(&self.rejections.with_label_values(&[name]), s.rejections);
+            advance(
+                &self.quarantine_refusals.with_label_values(&[name]),
+                s.quarantine_refusals,
+            );
             advance(
                 &self.validation_failures.with_label_values(&[name]),
                 s.rejections.saturating_add(m.dry_run_failures),

@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bluegreen::gates::{GoldenGates, SchemaGate};
 use bluegreen::onnx::ndarray::{Axis, Slice};
-use bluegreen::onnx::{Inputs, OnnxBinding, OnnxConfig, OnnxModel};
+use bluegreen::onnx::{Inputs, OnnxBinding, OnnxConfig, OnnxModel, OnnxTrial};
+use bluegreen::quarantine::{Quarantine, QuarantineError};
 use bluegreen::repository::Repository;
 use bluegreen::{BlueGreen, GoldenSet, ValidationReport};
 
-use super::flags::{Args, ModelSpec};
+use super::flags::{Args, ModelSpec, QuarantineCaps};
 use super::metrics::Metrics;
 
 /// Where a model's start-up is.
@@ -203,7 +204,28 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
     if let Some(max_drop) = args.max_drop {
         builder = builder.validator(gates.regression(max_drop));
     }
+    if let Some(caps) = args.quarantine {
+        builder = builder.quarantine(quarantine(model, args, caps));
+    }
     let path = model.model_path(&dir.path);
+    if let Some(caps) = args.quarantine {
+        // The initial version comes from the repository too: it must not be able to hang
+        // or bomb this process either. A gate refusal is not fatal here — the model ran
+        // safely in the child; the start-up check below reports it (not ready).
+        let report = quarantine(model, args, caps).qualify(&version, &path);
+        match &report.refusal {
+            None => tracing::info!(model = %name, %version, "{report}"),
+            Some(QuarantineError::Refused(_)) => {
+                tracing::warn!(model = %name, %version, "{report}");
+            }
+            Some(_) => {
+                return Err(format!(
+                    "model {name}: initial model {version}: {}",
+                    model.redact(&report.to_string())
+                ));
+            }
+        }
+    }
     let loaded = model
         .onnx
         .load(&path)
@@ -236,6 +258,18 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
         note: None,
     };
     start_watcher(model, bg, args, metrics)
+}
+
+/// The quarantine every candidate of `model` goes through first: load, warm up, sanity
+/// and accuracy on its golden set, in a capped child.
+fn quarantine(model: &Served, args: &Args, caps: QuarantineCaps) -> Quarantine<OnnxModel> {
+    let trial = OnnxTrial::new()
+        .golden(&model.spec.golden)
+        .min_accuracy(args.min_accuracy);
+    Quarantine::onnx_with(trial, model.onnx.clone())
+        .memory_limit(caps.memory_bytes)
+        .cpu_limit(caps.cpu)
+        .wall_limit(caps.wall)
 }
 
 /// The version to start with: the model's own, else the fleet manifest's.
@@ -304,6 +338,9 @@ fn start_watcher(
     }
     if args.poll_only {
         builder = builder.polling_only();
+    }
+    if args.quarantine.is_some() {
+        builder = builder.quarantine(&args.model_file);
     }
     let onnx = model.onnx.clone();
     let model_file = args.model_file.clone();

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bluegreen::quarantine::QuarantineReport;
 use bluegreen::{
     Check, RollbackReport, SlotStatus, StageReport, Status, SwapReport, TensorSpec,
     ValidationReport,
@@ -78,6 +79,8 @@ pub fn status_json(s: &Status) -> Value {
         "swaps": s.swaps,
         "rollbacks": s.rollbacks,
         "rejections": s.rejections,
+        "quarantine_refusals": s.quarantine_refusals,
+        "last_quarantine": s.last_quarantine.as_ref().map(quarantine_json),
         "last_validation": s.last_validation.as_ref().map(validation_json),
         "last_change": unix(s.last_change),
     })
@@ -91,6 +94,22 @@ pub fn stage_json(r: &StageReport) -> Value {
         "retired": r.retired,
         "drain_wait_s": secs(r.drain_wait),
         "load_s": r.load.map(secs),
+        "quarantine": r.quarantine.as_ref().map(quarantine_json),
+    })
+}
+
+/// A quarantine run: passed or refused (its cause), and what the child used.
+pub fn quarantine_json(r: &QuarantineReport) -> Value {
+    json!({
+        "version": r.version,
+        "passed": r.passed(),
+        "cause": r.refusal.as_ref().map(|e| e.cause()),
+        "reason": r.refusal.as_ref().map(ToString::to_string),
+        "validation": r.validation.as_ref().map(validation_json),
+        "peak_memory_bytes": r.usage.peak_memory,
+        "cpu_s": r.usage.cpu.map(secs),
+        "elapsed_s": secs(r.usage.elapsed),
+        "finished_at": unix(r.finished_at),
     })
 }
 

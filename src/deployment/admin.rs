@@ -62,7 +62,7 @@ impl<M: Model> BlueGreen<M> {
         self.stage_inner(version.into(), load, true)
     }
 
-    fn stage_inner<F, E>(
+    pub(super) fn stage_inner<F, E>(
         &self,
         version: String,
         load: F,
@@ -148,6 +148,8 @@ impl<M: Model> BlueGreen<M> {
             retired,
             drain_wait,
             load: Some(load_time),
+            #[cfg(feature = "quarantine")]
+            quarantine: None,
         };
         let mut st = inner.state.lock();
         st.candidate = Some(Standby::new(slot, SlotState::Staged));

@@ -36,6 +36,8 @@ pub(super) struct Config<M: Model> {
     pub(super) timed: bool,
     pub(super) memory_tight: bool,
     pub(super) shutdown_timeout: Duration,
+    #[cfg(feature = "quarantine")]
+    pub(super) quarantine: Option<crate::validation::quarantine::Quarantine<M>>,
 }
 
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
@@ -53,6 +55,8 @@ pub struct Builder<M: Model> {
     memory_tight: bool,
     max_retiring: usize,
     shutdown_timeout: Duration,
+    #[cfg(feature = "quarantine")]
+    quarantine: Option<crate::validation::quarantine::Quarantine<M>>,
 }
 
 impl<M: Model> Default for Builder<M> {
@@ -71,6 +75,8 @@ impl<M: Model> Default for Builder<M> {
             memory_tight: false,
             max_retiring: 1,
             shutdown_timeout: Duration::from_secs(10),
+            #[cfg(feature = "quarantine")]
+            quarantine: None,
         }
     }
 }
@@ -194,6 +200,17 @@ impl<M: Model> Builder<M> {
         self
     }
 
+    /// Qualifies candidates in a child process before they enter this one; see
+    /// [`Quarantine`](crate::quarantine::Quarantine) and
+    /// [`stage_quarantined`](BlueGreen::stage_quarantined). The application's `main()` must
+    /// call [`bluegreen::quarantine::enter()`](crate::quarantine::enter) first (a child is
+    /// this binary, re-executed).
+    #[cfg(feature = "quarantine")]
+    pub fn quarantine(mut self, quarantine: crate::validation::quarantine::Quarantine<M>) -> Self {
+        self.quarantine = Some(quarantine);
+        self
+    }
+
     /// Starts the deployment with `model` active under the label `version`, after warming
     /// it (see [`warmup_samples`](Self::warmup_samples)).
     pub fn build(self, version: impl Into<String>, model: M) -> Result<BlueGreen<M>> {
@@ -209,6 +226,8 @@ impl<M: Model> Builder<M> {
             timed,
             memory_tight: self.memory_tight,
             shutdown_timeout: self.shutdown_timeout,
+            #[cfg(feature = "quarantine")]
+            quarantine: self.quarantine,
         };
         let faults = Arc::new(FaultLog::default());
         let hung = Hung::default();

@@ -163,6 +163,20 @@ pub enum Error {
         message: String,
     },
 
+    /// The candidate was refused in quarantine (see
+    /// [`stage_quarantined`](crate::BlueGreen::stage_quarantined)): the report's
+    /// [`refusal`](crate::quarantine::QuarantineReport::refusal) names the cause. It was
+    /// never loaded into this process.
+    #[cfg(feature = "quarantine")]
+    #[error("candidate {} refused in quarantine: {}", .0.version, .0.refusal.as_ref().map_or_else(|| "no refusal recorded".to_owned(), ToString::to_string))]
+    Quarantined(Box<crate::validation::quarantine::QuarantineReport>),
+
+    /// [`stage_quarantined`](crate::BlueGreen::stage_quarantined) on a deployment built
+    /// without [`Builder::quarantine`](crate::Builder::quarantine).
+    #[cfg(feature = "quarantine")]
+    #[error("no quarantine is configured: build the deployment with Builder::quarantine(...)")]
+    NoQuarantine,
+
     /// A background thread could not be started.
     #[error("could not start the {what} thread: {source}")]
     Spawn {

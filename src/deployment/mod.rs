@@ -7,6 +7,7 @@
 //! | `builder.rs` | [`Builder`] and the deployment's `Config` |
 //! | `read.rs` | the request path: `predict`, `predict_keyed`, their versioned forms ([`Versioned`]), the [`Active`] pin, `record_outcome` |
 //! | `admin.rs` | stage, unstage, validate, swap, rollback, and the steps they share (qualify, flip) |
+//! | `quarantine.rs` | `stage_quarantined`: qualify a candidate file in a quarantine child, then load and stage it (feature `quarantine`) |
 //! | `canary.rs` | start, resize, promote and abort a canary |
 //! | `monitor.rs` | the bake monitor thread and automatic rollback |
 //! | `hooks.rs` | the thread that calls the automatic-rollback hook, off the monitor |
@@ -32,6 +33,8 @@ mod error;
 mod faults;
 mod hooks;
 mod monitor;
+#[cfg(feature = "quarantine")]
+mod quarantine;
 mod read;
 mod report;
 mod retire;

@@ -25,6 +25,10 @@ pub struct StageReport {
         serde(serialize_with = "crate::serde_util::opt_secs")
     )]
     pub load: Option<Duration>,
+    /// The quarantine the candidate passed before it was loaded
+    /// ([`stage_quarantined`](crate::BlueGreen::stage_quarantined) only).
+    #[cfg(feature = "quarantine")]
+    pub quarantine: Option<crate::validation::quarantine::QuarantineReport>,
 }
 
 /// The result of a successful [`BlueGreen::swap`](crate::BlueGreen::swap).

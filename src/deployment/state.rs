@@ -35,6 +35,10 @@ pub(super) struct State<M: Model> {
     pub(super) last_auto_rollback: Option<AutoRollback>,
     pub(super) bake: Option<BakeRun>,
     pub(super) last_change: SystemTime,
+    #[cfg(feature = "quarantine")]
+    pub(super) quarantine_refusals: u64,
+    #[cfg(feature = "quarantine")]
+    pub(super) last_quarantine: Option<crate::validation::quarantine::QuarantineReport>,
 }
 
 /// Which of the two non-active slots.
@@ -58,6 +62,10 @@ impl<M: Model> State<M> {
             last_auto_rollback: None,
             bake: None,
             last_change: SystemTime::now(),
+            #[cfg(feature = "quarantine")]
+            quarantine_refusals: 0,
+            #[cfg(feature = "quarantine")]
+            last_quarantine: None,
         }
     }
 

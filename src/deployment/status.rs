@@ -140,6 +140,13 @@ pub struct Status {
     pub shadow: Option<ShadowStatus>,
     /// Sessions remembered for affinity (when configured).
     pub sessions: Option<usize>,
+    /// Candidates refused in quarantine.
+    #[cfg(feature = "quarantine")]
+    pub quarantine_refusals: u64,
+    /// The most recent quarantine run: the candidate, passed or why refused, and the
+    /// child's peak memory, CPU time and duration.
+    #[cfg(feature = "quarantine")]
+    pub last_quarantine: Option<crate::validation::quarantine::QuarantineReport>,
     /// When the active or standby slot last changed.
     #[cfg_attr(
         feature = "serde",
@@ -227,6 +234,10 @@ impl fmt::Display for Status {
         }
         for a in &self.abandoned {
             writeln!(f, "abandoned: {} (holds {})", a.what, a.versions.join(", "))?;
+        }
+        #[cfg(feature = "quarantine")]
+        if let Some(q) = &self.last_quarantine {
+            writeln!(f, "last {q}")?;
         }
         if self.faults.total > 0 {
             writeln!(f, "faults caught: {}", self.faults.total)?;
@@ -318,6 +329,10 @@ impl<M: Model> BlueGreen<M> {
             shadow: inner.shadow.as_ref().and_then(ShadowRuntime::status),
             sessions: inner.sessions.as_ref().map(Sessions::len),
             last_change: st.last_change,
+            #[cfg(feature = "quarantine")]
+            quarantine_refusals: st.quarantine_refusals,
+            #[cfg(feature = "quarantine")]
+            last_quarantine: st.last_quarantine.clone(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use ort::session::builder::GraphOptimizationLevel;
 
 use super::OnnxError;
+use super::metadata::MetadataLimits;
 use super::model::OnnxModel;
 
 /// How much ONNX Runtime rewrites the graph when loading a model.
@@ -55,6 +56,7 @@ pub struct OnnxConfig {
     pub(super) intra_threads: usize,
     pub(super) optimization_level: OptimizationLevel,
     pub(super) share_prepacked_weights: bool,
+    pub(super) metadata_limits: MetadataLimits,
 }
 
 impl Default for OnnxConfig {
@@ -64,6 +66,7 @@ impl Default for OnnxConfig {
             intra_threads: 1,
             optimization_level: OptimizationLevel::All,
             share_prepacked_weights: true,
+            metadata_limits: MetadataLimits::default(),
         }
     }
 }
@@ -106,6 +109,19 @@ impl OnnxConfig {
     #[must_use]
     pub fn share_prepacked_weights(mut self, share: bool) -> Self {
         self.share_prepacked_weights = share;
+        self
+    }
+
+    /// How much of a model's custom metadata is kept in its
+    /// [`ModelInfo`](crate::ModelInfo): at most `entries` entries and `bytes` bytes (as
+    /// stored in the file), in file order. Default 1024 entries, 1 MiB. Entries past
+    /// either limit are skipped unread, and
+    /// `bluegreen.metadata_dropped` in the metadata says how many entries and bytes were
+    /// left out (a warning is logged too). The metadata is read in one pass over the file
+    /// however many entries it has; ONNX Runtime itself still parses all of them.
+    #[must_use]
+    pub fn metadata_limits(mut self, entries: usize, bytes: usize) -> Self {
+        self.metadata_limits = MetadataLimits { entries, bytes };
         self
     }
 

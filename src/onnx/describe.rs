@@ -6,20 +6,32 @@ use std::collections::BTreeMap;
 use ort::session::Session;
 use ort::value::{Outlet, ValueType};
 
+use super::config::Source;
+use super::metadata::{DROPPED_KEY, MetadataLimits, read_custom};
 use super::tensor::{element_type, value_element_type};
 use crate::{Dim, ModelInfo, TensorSpec};
 
-/// Inputs, outputs and metadata of a session, in bluegreen's terms.
-pub(super) fn describe(session: &Session) -> ModelInfo {
+/// Inputs, outputs and metadata of a session loaded from `source`. The custom metadata
+/// is read from `source` itself, in one pass and within `limits` (see `metadata.rs`).
+pub(super) fn describe(session: &Session, source: Source<'_>, limits: MetadataLimits) -> ModelInfo {
     let mut metadata = BTreeMap::new();
-    if let Ok(meta) = session.metadata() {
-        if let Ok(keys) = meta.custom_keys() {
-            for key in keys {
-                if let Some(value) = meta.custom(&key) {
-                    metadata.insert(key, value);
-                }
+    match read_custom(source, limits) {
+        Ok(custom) => {
+            if let Some(note) = custom.dropped_note(limits) {
+                tracing::warn!(target: "bluegreen", path = ?source.path(), %note,
+                    "model metadata beyond the limits was not read");
+                metadata.insert(DROPPED_KEY.to_owned(), note);
             }
+            metadata.extend(custom.entries);
         }
+        Err(reason) => {
+            metadata.insert(
+                "bluegreen.metadata_error".to_owned(),
+                format!("custom metadata not read: {reason}"),
+            );
+        }
+    }
+    if let Ok(meta) = session.metadata() {
         let standard = [
             ("onnx.producer_name", meta.producer()),
             ("onnx.graph_name", meta.name()),

@@ -39,7 +39,12 @@
 //! model's metadata: every custom metadata entry under its own key (`feature_schema`,
 //! `model_version`, …), plus the standard ONNX fields, when set, under `onnx.producer_name`,
 //! `onnx.graph_name`, `onnx.domain`, `onnx.doc_string`, `onnx.graph_doc_string`,
-//! `onnx.model_version`.
+//! `onnx.model_version`. A model cannot make bluegreen keep unbounded metadata: at most
+//! 1024 custom entries and 1 MiB are kept by default
+//! ([`OnnxConfig::metadata_limits`]); what was left out is reported under
+//! `bluegreen.metadata_dropped`. The entries are read from the file in one linear pass
+//! (ONNX Runtime's own per-key lookup copies the whole map each time: 20 000 entries took
+//! 30 s that way).
 //!
 //! # Concurrency: a pool of sessions
 //!
@@ -93,9 +98,15 @@
 //! first model load (or an explicit [`init_runtime`]) creates the environment once, inside a
 //! `OnceLock`. Before ort is touched, an `ORT_DYLIB_PATH` naming a missing file is reported
 //! as [`OnnxError::RuntimeNotFound`], one naming a directory or a file that is not a shared
-//! library as [`OnnxError::RuntimeUnavailable`]; any panic from ort's loader after that (a
-//! library without the ONNX Runtime API, one older than 1.31) is caught and returned as
-//! [`OnnxError::RuntimeUnavailable`] too. Every such message says what to do:
+//! library as [`OnnxError::RuntimeUnavailable`]; any panic from ort's loader after that (no
+//! library on the loader's path, a library without the ONNX Runtime API, one older than
+//! 1.31) is caught and returned as [`OnnxError::RuntimeUnavailable`] too — quietly: while
+//! ort runs, a panic hook that ignores the calling thread's panics (and hands every other
+//! thread's to yours) stands in for yours, so nothing is printed and your hook does not
+//! fire for it. std cannot swap a hook atomically: in the instants between taking the hook
+//! and setting the next one, another thread's panic is printed by std's default hook
+//! instead of reaching yours (never lost, never silenced; details in `quiet.rs`). Every
+//! such message says what to do:
 //! run `scripts/setup-ort.sh`, or set `ORT_DYLIB_PATH` to `libonnxruntime.so` 1.31.x, or
 //! enable ort's `download-binaries` feature. A failed initialization is retried on the next
 //! call. To use an environment of your own (custom logging, execution providers, or a
@@ -114,16 +125,23 @@
 //! | `model.rs` | [`OnnxModel`]: the session pool, `predict`, input checks, warm-up |
 //! | `config.rs` | [`OnnxConfig`], [`OptimizationLevel`]: how a model is loaded |
 //! | `describe.rs` | reading a session's inputs, outputs and metadata into a [`ModelInfo`](crate::ModelInfo) |
+//! | `metadata.rs` | reading the custom metadata from the model file in one linear pass, within limits |
 //! | `tensor.rs` | [`Inputs`], [`Outputs`], [`Tensor`], [`TensorView`] |
 //! | `binding.rs` | [`OnnxBinding`]: golden rows in, labels and scores out |
 //! | `runtime.rs` | creating ONNX Runtime's environment once, without letting ort's panics out |
+//! | `quiet.rs` | catching ort's loader panic without the panic hook printing it or calling yours |
+//! | `quarantine.rs` | [`OnnxTrial`] and the built-in `onnx` loader of the quarantine child (feature `quarantine`) |
 //! | `error.rs` | [`OnnxError`] |
 
 mod binding;
 mod config;
 mod describe;
 mod error;
+mod metadata;
 mod model;
+#[cfg(feature = "quarantine")]
+mod quarantine;
+mod quiet;
 mod runtime;
 mod tensor;
 
@@ -131,6 +149,10 @@ pub use self::binding::OnnxBinding;
 pub use self::config::{OnnxConfig, OptimizationLevel};
 pub use self::error::{OnnxError, RUNTIME_FIX};
 pub use self::model::OnnxModel;
+#[cfg(feature = "quarantine")]
+pub use self::quarantine::OnnxTrial;
+#[cfg(feature = "quarantine")]
+pub(crate) use self::quarantine::register_quarantine_loader;
 pub use self::runtime::{init_runtime, init_runtime_with, runtime_initialized};
 pub use self::tensor::{Inputs, Outputs, Tensor, TensorView};
 

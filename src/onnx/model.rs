@@ -136,7 +136,7 @@ impl OnnxModel {
         }
 
         let first = commit(&mut builder, source)?;
-        let info = describe(&first);
+        let info = describe(&first, source, config.metadata_limits);
         let inputs: Box<[TensorSpec]> = info.inputs.clone().into_boxed_slice();
         let input_names: Box<[String]> = inputs.iter().map(|t| t.name.clone()).collect();
         let output_names: Vec<String> = first

@@ -1,6 +1,5 @@
 //! The process-wide ONNX Runtime environment, created once, with errors instead of panics.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -8,6 +7,7 @@ use ort::environment::Environment;
 use parking_lot::Mutex;
 
 use super::OnnxError;
+use super::quiet::catch_quietly;
 use crate::model::panic_message;
 
 /// The environment every bluegreen session is created in.
@@ -34,9 +34,11 @@ static INIT: Mutex<()> = Mutex::new(());
 ///   is not a shared library (both checked before ort is touched), or when the library
 ///   cannot be loaded or is too old (ort rc.15 needs ONNX Runtime ≥ 1.31). ort reports the
 ///   latter by panicking inside its lazy initializer; bluegreen catches that panic and
-///   returns this error, so the panic message still goes through the panic hook (printed to
-///   stderr by default). Under `panic = "abort"` the process aborts in that case; the
-///   checks made before ort is touched still return errors.
+///   returns this error, with the panic hook silenced for the calling thread meanwhile: no
+///   panic text on stderr, and your own panic hook is not called (other threads' panics
+///   still reach it; see the [module docs](super#runtime-initialization-and-errors)).
+///   Under `panic = "abort"` the process aborts in that case; the checks made before ort
+///   is touched still return errors.
 /// - [`OnnxError::ForeignEnvironment`] when something else in the process already created
 ///   an ort environment: pass that one to [`init_runtime_with`].
 ///
@@ -94,13 +96,14 @@ pub(crate) fn environment() -> Result<&'static Environment, OnnxError> {
 fn create_environment() -> Result<Environment, OnnxError> {
     check_dylib_path()?;
     // With `load-dynamic`, the first ort call loads the library and panics if it cannot.
-    // ort's own once-cell resets on panic, so a later attempt starts clean.
-    let built = panic::catch_unwind(AssertUnwindSafe(|| {
+    // ort's own once-cell resets on panic, so a later attempt starts clean. The panic is
+    // an error in disguise: caught without the panic hook printing it (`quiet.rs`).
+    let built = catch_quietly(|| {
         ort::init()
             .with_name("bluegreen")
             .with_telemetry(false)
             .build()
-    }));
+    });
     match built {
         Ok(Ok(env)) => Ok(env),
         Ok(Err(e)) if e.message().contains("only one environment") => {

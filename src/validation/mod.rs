@@ -11,6 +11,7 @@
 //! | `golden.rs` | [`GoldenSet`], [`NpzSpec`]: held-out examples loaded from `.npz` or built in code |
 //! | `golden_error.rs` | [`GoldenError`]: why a golden set could not be loaded or built |
 //! | `npz.rs` | reading `.npz` arrays without trusting declared sizes: bounded header, checked shape × size against the entry and a limit, payload memory bounded by the bytes that arrive |
+//! | `quarantine/` | the public `bluegreen::quarantine` module's machinery (feature `quarantine`): qualifying a candidate in a capped child process |
 //! | `gates/` | the public `bluegreen::gates` module: golden-set gates, latency, sanity, schema, shadow |
 //!
 //! Stands on `model/` and `slot/` (a [`Context`](validate::Context) holds the two loaded
@@ -23,6 +24,8 @@ pub mod gates;
 mod golden;
 mod golden_error;
 mod npz;
+#[cfg(feature = "quarantine")]
+pub mod quarantine;
 mod report;
 mod run;
 pub mod validate;

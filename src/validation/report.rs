@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::validate::Bound;
 
 /// How one gate ended.
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckStatus {
     /// The gate passed.
@@ -31,7 +31,7 @@ impl fmt::Display for CheckStatus {
 }
 
 /// The outcome of one gate in a [`ValidationReport`].
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     /// The validator's name.
@@ -44,12 +44,21 @@ pub struct Check {
     pub bound: Option<Bound>,
     /// The confidence interval around the measured value, for the statistical gates
     /// (also shown in [`detail`](Self::detail)).
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub interval: Option<Interval>,
     /// Explanation (the reason for a failure, the panic message, …).
     pub detail: String,
     /// How long the gate ran (until its deadline, for a timeout).
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            serialize_with = "crate::serde_util::secs",
+            deserialize_with = "crate::serde_util::secs_de"
+        )
+    )]
     pub elapsed: Duration,
 }
 
@@ -85,7 +94,7 @@ impl fmt::Display for Check {
 /// assert_eq!(iv.to_string(), "95% Wilson interval [0.9568, 0.9863]");
 /// assert!(iv.contains(439.0 / 450.0));
 /// ```
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interval {
     /// Lower end.
@@ -146,7 +155,7 @@ impl fmt::Display for Interval {
 }
 
 /// How an [`Interval`] was computed.
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IntervalMethod {
@@ -170,7 +179,7 @@ impl fmt::Display for IntervalMethod {
 }
 
 /// Every gate's outcome for one candidate.
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationReport {
     /// Version of the candidate.
@@ -180,12 +189,21 @@ pub struct ValidationReport {
     /// One entry per configured validator, in configuration order.
     pub checks: Vec<Check>,
     /// Wall time of the whole validation.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            serialize_with = "crate::serde_util::secs",
+            deserialize_with = "crate::serde_util::secs_de"
+        )
+    )]
     pub elapsed: Duration,
     /// When validation finished.
     #[cfg_attr(
         feature = "serde",
-        serde(serialize_with = "crate::serde_util::unix_secs")
+        serde(
+            serialize_with = "crate::serde_util::unix_secs",
+            deserialize_with = "crate::serde_util::unix_secs_de"
+        )
     )]
     pub finished_at: SystemTime,
 }

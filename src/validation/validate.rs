@@ -112,7 +112,7 @@ where
 }
 
 /// A limit a measured value is held to.
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Bound {
     /// Passes when measured ≥ the limit (accuracy, agreement).

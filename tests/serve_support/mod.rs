@@ -43,6 +43,9 @@ pub fn serve_binary() -> &'static Path {
         if cfg!(feature = "watch") {
             features.push("watch");
         }
+        if cfg!(feature = "quarantine") {
+            features.push("quarantine");
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([

@@ -10,15 +10,21 @@
 //! | `read_path.rs` | [`OnnxPath`], [`OnnxBench`]: bare session vs `OnnxModel` vs `BlueGreen<OnnxModel>` at 1–2 threads |
 //! | `first_calls.rs` | [`after_swap`]: the first 100 calls after swapping in a freshly loaded model, against steady state |
 //! | `validation.rs` | [`ValidationBench`]: the accuracy gate's throughput against raw `predict` |
+//! | `qualify.rs` | [`Qualify`]: qualifying v2 in this process vs in a quarantine child vs an empty child (feature `quarantine`) |
 //! | `shadow.rs` | [`OnnxShadow`]: v2 shadowing v1, none / saturated / real |
 
 mod digits;
 mod first_calls;
+#[cfg(feature = "quarantine")]
+mod qualify;
 mod read_path;
 mod shadow;
 mod validation;
 
 // Flat, as `common::onnx::X`; each bench names only some of it.
+#[cfg(feature = "quarantine")]
+#[allow(unused_imports)]
+pub use self::qualify::{Noop, Qualify, QualifyRound, hook};
 #[allow(unused_imports)]
 pub use self::{
     digits::{

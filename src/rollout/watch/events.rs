@@ -40,6 +40,10 @@ pub enum RefusalKind {
     Validation,
     /// Warm-up failed.
     Warmup,
+    /// Refused in a quarantine child (see
+    /// [`WatcherBuilder::quarantine`](super::WatcherBuilder::quarantine)); the reason names
+    /// the cause. It was never loaded into the serving process.
+    Quarantine,
     /// The deployment refused the operation for another reason.
     Other,
 }
@@ -50,6 +54,7 @@ impl fmt::Display for RefusalKind {
             RefusalKind::Load => "load",
             RefusalKind::Validation => "validation",
             RefusalKind::Warmup => "warm-up",
+            RefusalKind::Quarantine => "quarantine",
             RefusalKind::Other => "other",
         })
     }

@@ -33,6 +33,13 @@
 //! `bluegreen::watch`), and [`WatchStatus::refused`]. The deployment's own
 //! [`Status`](crate::Status) shows the failed candidate in standby and counts the rejection.
 //!
+//! With [`quarantine`](WatcherBuilder::quarantine) (feature `quarantine`), each target's
+//! model file is first qualified in a capped child process through the deployment's
+//! [`Quarantine`](crate::quarantine::Quarantine); the loader runs only for a candidate
+//! that passed, and a refusal is a [`RefusalKind::Quarantine`] naming the cause (an
+//! endless loop stopped at the CPU cap, a memory bomb at the memory cap, a crash, …). A
+//! repository anyone can publish to should be watched this way.
+//!
 //! Each published version is acted on **once**: the watcher does not retry a refused
 //! version in a loop (a fix is noticed when the version's marker is written again, or in
 //! fleet mode when the manifest changes), and it does not fight an operator or an automatic

@@ -59,14 +59,22 @@ where
         tracing::info!(target: "bluegreen::watch", %version, policy = %self.policy, "staging");
         let loader = &self.loader;
         // A panicking loader is a failed load, not the end of the watcher thread.
-        let staged = self.bg.stage_with(version.clone(), || {
+        let load = || -> Result<M, Box<dyn std::error::Error + Send + Sync>> {
             match panic::catch_unwind(AssertUnwindSafe(|| loader(target))) {
                 Ok(loaded) => loaded.map_err(Into::into),
                 Err(payload) => {
                     Err(format!("the loader panicked: {}", no_message(payload.as_ref())).into())
                 }
             }
-        });
+        };
+        let staged = match &self.quarantine {
+            #[cfg(feature = "quarantine")]
+            Some(file) => {
+                self.bg
+                    .stage_quarantined_with(version.clone(), target.file(file), |_| load())
+            }
+            _ => self.bg.stage_with(version.clone(), load),
+        };
         match staged {
             Ok(report) => self.emit(WatchEvent::Staged(report)),
             Err(e) => return self.refuse_or_defer(&version, e),
@@ -112,6 +120,10 @@ where
             Error::Load { .. } => (RefusalKind::Load, None),
             Error::ValidationFailed(report) => (RefusalKind::Validation, Some(*report)),
             Error::WarmupFailed { .. } => (RefusalKind::Warmup, None),
+            #[cfg(feature = "quarantine")]
+            Error::Quarantined(report) => (RefusalKind::Quarantine, report.validation.clone()),
+            #[cfg(feature = "quarantine")]
+            Error::NoQuarantine => (RefusalKind::Other, None),
             Error::CandidateFailed { .. }
             | Error::InvalidVersion { .. }
             | Error::VersionInUse { .. } => (RefusalKind::Other, None),

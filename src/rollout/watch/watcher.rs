@@ -31,6 +31,13 @@ pub enum WatchError {
     /// The watcher thread could not be started.
     #[error("could not start the watcher thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// [`quarantine`](WatcherBuilder::quarantine) was asked for, but the deployment was
+    /// built without [`Builder::quarantine`](crate::Builder::quarantine).
+    #[cfg(feature = "quarantine")]
+    #[error(
+        "the watcher quarantines candidates, but the deployment has no quarantine: build it with Builder::quarantine(...)"
+    )]
+    NoQuarantine,
 }
 
 pub(super) type Callback = Box<dyn Fn(&WatchEvent) + Send + Sync>;
@@ -45,6 +52,7 @@ pub struct WatcherBuilder {
     notify: bool,
     callbacks: Vec<Callback>,
     op_lock: Option<Arc<Mutex<()>>>,
+    quarantine: Option<String>,
 }
 
 impl WatcherBuilder {
@@ -106,6 +114,19 @@ impl WatcherBuilder {
         self
     }
 
+    /// Qualifies each target in a quarantine child before loading it: the file `file` of
+    /// the version folder (e.g. `model.onnx`) goes through the deployment's
+    /// [`Quarantine`](crate::quarantine::Quarantine) first, and `loader` runs only for a
+    /// candidate that passed ([`BlueGreen::stage_quarantined_with`]). A refusal is reported
+    /// as [`RefusalKind::Quarantine`](super::RefusalKind::Quarantine), naming the cause.
+    /// The deployment must have a quarantine ([`WatchError::NoQuarantine`] otherwise).
+    #[cfg(feature = "quarantine")]
+    #[must_use]
+    pub fn quarantine(mut self, file: impl Into<String>) -> Self {
+        self.quarantine = Some(file.into());
+        self
+    }
+
     /// Starts watching. `loader` turns a complete version directory into a model; it runs
     /// on the watcher thread, after the previous standby model has been released.
     ///
@@ -125,6 +146,10 @@ impl WatcherBuilder {
     {
         if !self.repo.root().is_dir() {
             return Err(WatchError::NoRepository(self.repo.root().to_path_buf()));
+        }
+        #[cfg(feature = "quarantine")]
+        if self.quarantine.is_some() && !deployment.has_quarantine() {
+            return Err(WatchError::NoQuarantine);
         }
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(1);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -173,6 +198,7 @@ impl WatcherBuilder {
             loader,
             callbacks: self.callbacks,
             op_lock: self.op_lock,
+            quarantine: self.quarantine,
             shared: Arc::clone(&shared),
             handled: HashMap::new(),
             handled_desired: HashSet::new(),
@@ -247,6 +273,7 @@ impl Watcher {
             notify: true,
             callbacks: Vec::new(),
             op_lock: None,
+            quarantine: None,
         }
     }
 

@@ -23,6 +23,8 @@ pub(super) struct Worker<M: Model, F> {
     pub(super) loader: F,
     pub(super) callbacks: Vec<Callback>,
     pub(super) op_lock: Option<Arc<Mutex<()>>>,
+    /// The file of a version folder to qualify in quarantine before loading.
+    pub(super) quarantine: Option<String>,
     pub(super) shared: Arc<Shared>,
     /// Newest-version mode: versions acted on (or skipped), with the marker seen then.
     pub(super) handled: HashMap<String, Option<MarkerStamp>>,
