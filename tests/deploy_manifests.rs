@@ -45,9 +45,7 @@ fn every_manifest_file_is_rendered_by_one_of_the_two_modes() {
             continue;
         }
         assert!(
-            modes
-                .iter()
-                .any(|m| m.docs.iter().any(|d| d.file == *f)),
+            modes.iter().any(|m| m.docs.iter().any(|d| d.file == *f)),
             "{} is in neither deploy/k8s/in-place nor deploy/k8s/blue-green: \
              `kubectl apply -k` would never apply it",
             f.display()
@@ -125,9 +123,14 @@ fn the_schemas_reject_unknown_fields_wrong_types_and_unknown_kinds() {
     assert!(e.contains("successCondtion"), "{e}");
 
     let e = schemas
-        .errors(&yaml("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: x}\n"))
+        .errors(&yaml(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: x}\n",
+        ))
         .join("\n");
-    assert!(e.contains("no vendored schema for apps/v1 StatefulSet"), "{e}");
+    assert!(
+        e.contains("no vendored schema for apps/v1 StatefulSet"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -135,12 +138,7 @@ fn the_recipe_rules_hold_in_both_modes() {
     let metrics_source = deploy_support::exported_metric_names();
     for m in modes() {
         let problems = recipe::check(&m, &metrics_source);
-        assert!(
-            problems.is_empty(),
-            "{}:\n{}",
-            m.name,
-            problems.join("\n")
-        );
+        assert!(problems.is_empty(), "{}:\n{}", m.name, problems.join("\n"));
     }
 }
 
@@ -150,9 +148,8 @@ fn every_promql_query_parses_and_is_filtered_by_namespace_app_and_model() {
     for m in modes() {
         for d in m.docs.iter().filter(|d| d.kind() == "AnalysisTemplate") {
             for (metric, query) in recipe::queries(d) {
-                let expr = promql_parser::parser::parse(&query).unwrap_or_else(|e| {
-                    panic!("{}: {metric}: {e}\n{query}", d.file.display())
-                });
+                let expr = promql_parser::parser::parse(&query)
+                    .unwrap_or_else(|e| panic!("{}: {metric}: {e}\n{query}", d.file.display()));
                 let selectors = recipe::selectors(&expr);
                 assert!(!selectors.is_empty(), "{metric}: no series selected");
                 queries += 1;
@@ -176,8 +173,7 @@ fn the_two_modes_run_one_pod_template_apart_from_how_the_version_is_chosen() {
     let in_place = recipe::without_version_choice(pod(&modes[0], "Deployment"));
     let blue_green = recipe::without_version_choice(pod(&modes[1], "Rollout"));
     assert_eq!(
-        in_place,
-        blue_green,
+        in_place, blue_green,
         "the pod templates of in-place/deployment.yaml and blue-green/rollout.yaml differ \
          beyond --desired/--poll-only/--poll-ms/--version and the ConfigMap volume"
     );
@@ -196,7 +192,10 @@ fn every_flag_the_manifests_pass_is_a_flag_of_the_serve_binary() {
     for m in modes() {
         for d in &m.docs {
             for c in recipe::containers(&d.value) {
-                if c["image"].as_str().is_some_and(|i| !i.contains("digits-serve")) {
+                if c["image"]
+                    .as_str()
+                    .is_some_and(|i| !i.contains("digits-serve"))
+                {
                     continue;
                 }
                 for a in c["args"].as_array().unwrap() {
@@ -222,7 +221,11 @@ fn the_in_place_verdict_script_is_valid_shell() {
         .arg(&script)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("--from digits-fleet-verdict"), "{text}");
 }
@@ -255,8 +258,8 @@ fn problems(m: &Mode) -> String {
 #[test]
 fn the_rules_reject_a_pod_template_hash_argo_does_not_know() {
     let m = blue_green_with("Rollout", "digits", |r| {
-        r["spec"]["strategy"]["blueGreen"]["prePromotionAnalysis"]["args"][1]["valueFrom"]
-            ["podTemplateHashValue"] = json!("Preview");
+        r["spec"]["strategy"]["blueGreen"]["prePromotionAnalysis"]["args"][1]["valueFrom"]["podTemplateHashValue"] =
+            json!("Preview");
     });
     let p = problems(&m);
     assert!(p.contains("podTemplateHashValue \"Preview\""), "{p}");
@@ -265,7 +268,8 @@ fn the_rules_reject_a_pod_template_hash_argo_does_not_know() {
 #[test]
 fn the_rules_reject_a_workload_ref_to_a_deployment_that_keeps_its_replicas() {
     let mut m = blue_green_with("Rollout", "digits", |r| {
-        r["spec"]["workloadRef"] = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "digits"});
+        r["spec"]["workloadRef"] =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "digits"});
     });
     let mut deployment = modes().remove(0);
     let d = deployment
@@ -291,7 +295,11 @@ fn the_rules_reject_analysis_that_passes_on_missing_data() {
     let m = blue_green_with("AnalysisTemplate", "digits-model-health", |t| {
         t["spec"]["metrics"][2]["failureCondition"] = json!("result[0] < 100");
     });
-    assert!(problems(&m).contains("failureCondition"), "{}", problems(&m));
+    assert!(
+        problems(&m).contains("failureCondition"),
+        "{}",
+        problems(&m)
+    );
 }
 
 #[test]
@@ -367,7 +375,11 @@ fn the_rules_reject_a_fleet_without_budget_network_policy_or_admin_port() {
     let mut m = modes().remove(0);
     m.docs
         .retain(|d| d.kind() != "PodDisruptionBudget" && d.kind() != "NetworkPolicy");
-    let d = m.docs.iter_mut().find(|d| d.kind() == "Deployment").unwrap();
+    let d = m
+        .docs
+        .iter_mut()
+        .find(|d| d.kind() == "Deployment")
+        .unwrap();
     let args = d.value["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array_mut()
         .unwrap();

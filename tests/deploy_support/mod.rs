@@ -39,12 +39,10 @@ impl Doc {
 
 /// Every non-empty document of a YAML file (`---` separated).
 pub fn load_docs(path: &Path) -> Vec<Doc> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| {
-            Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        })
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .filter(|v| !v.is_null())
         .map(|value| Doc {
             file: path.to_owned(),
@@ -120,7 +118,10 @@ impl Schemas {
         }
         for (kind, file) in [
             ("Rollout", "argo-rollouts-v1.8-rollout.json"),
-            ("AnalysisTemplate", "argo-rollouts-v1.8-analysistemplate.json"),
+            (
+                "AnalysisTemplate",
+                "argo-rollouts-v1.8-analysistemplate.json",
+            ),
         ] {
             let v = jsonschema::validator_for(&read(file))
                 .unwrap_or_else(|e| panic!("schema of {kind}: {e}"));
@@ -155,7 +156,9 @@ pub fn exported_metric_names() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for piece in src.split('"').skip(1).step_by(2) {
         if piece.starts_with("bluegreen_")
-            && piece.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+            && piece
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
         {
             for suffix in ["", "_bucket", "_sum", "_count"] {
                 names.insert(format!("{piece}{suffix}"));

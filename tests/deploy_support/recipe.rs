@@ -113,7 +113,9 @@ fn restricted(pod: &Value, at: &str, p: &mut Vec<String>) {
         ));
     }
     if pod_sc["runAsNonRoot"] != true
-        && !cs.iter().all(|c| c["securityContext"]["runAsNonRoot"] == true)
+        && !cs
+            .iter()
+            .all(|c| c["securityContext"]["runAsNonRoot"] == true)
     {
         p.push(format!("{at}: runAsNonRoot is not true"));
     }
@@ -126,12 +128,17 @@ fn restricted(pod: &Value, at: &str, p: &mut Vec<String>) {
         let sc = &c["securityContext"];
         let name = s(&c["name"]);
         if sc["allowPrivilegeEscalation"] != false {
-            p.push(format!("{at}/{name}: allowPrivilegeEscalation is not false"));
+            p.push(format!(
+                "{at}/{name}: allowPrivilegeEscalation is not false"
+            ));
         }
         if sc["privileged"] == true {
             p.push(format!("{at}/{name}: privileged"));
         }
-        if !array(&sc["capabilities"]["drop"]).iter().any(|d| d == "ALL") {
+        if !array(&sc["capabilities"]["drop"])
+            .iter()
+            .any(|d| d == "ALL")
+        {
             p.push(format!("{at}/{name}: capabilities.drop lacks ALL"));
         }
         if array(&sc["capabilities"]["add"])
@@ -248,7 +255,9 @@ fn serving(w: &Doc, p: &mut Vec<String>) {
     for mnt in mounts {
         let v = volumes.get(s(&mnt["name"]));
         if v.is_some_and(|v| !v["configMap"].is_null()) && !mnt["subPath"].is_null() {
-            p.push(format!("{at}: a ConfigMap mounted with subPath never sees updates"));
+            p.push(format!(
+                "{at}: a ConfigMap mounted with subPath never sees updates"
+            ));
         }
     }
     let mounted_from = |path: &str| {
@@ -356,7 +365,8 @@ fn duration(v: &Value) -> Duration {
 }
 
 fn int(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
 }
 
 /// How long an AnalysisRun of this template can run: the slowest metric.
@@ -432,7 +442,9 @@ fn rollout(m: &Mode, r: &Doc, p: &mut Vec<String>) {
                 .iter()
                 .find(|d| d.kind() == "AnalysisTemplate" && d.name() == name)
             else {
-                p.push(format!("{at}: {phase}: AnalysisTemplate {name} is not in this mode"));
+                p.push(format!(
+                    "{at}: {phase}: AnalysisTemplate {name} is not in this mode"
+                ));
                 continue;
             };
             for arg in array(&tpl.value["spec"]["args"]) {
@@ -448,7 +460,9 @@ fn rollout(m: &Mode, r: &Doc, p: &mut Vec<String>) {
         }
         for g in &given {
             if !declared.contains(g) {
-                p.push(format!("{at}: {phase}: argument {g} is declared by no template"));
+                p.push(format!(
+                    "{at}: {phase}: argument {g} is declared by no template"
+                ));
             }
         }
     }
@@ -580,7 +594,9 @@ fn analysis(d: &Doc, exported: &BTreeSet<String>, p: &mut Vec<String>) {
     for ph in placeholders(&text) {
         let name = ph.strip_prefix("args.").unwrap_or(ph);
         if !declared.contains(name) {
-            p.push(format!("AnalysisTemplate {t}: {{{{{ph}}}}} is not a declared argument"));
+            p.push(format!(
+                "AnalysisTemplate {t}: {{{{{ph}}}}} is not a declared argument"
+            ));
         }
     }
     for m in array(&d.value["spec"]["metrics"]) {
