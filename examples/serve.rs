@@ -82,6 +82,7 @@ mod serve {
     pub mod reports;
     pub mod request_error;
     pub mod server;
+    pub mod verdict;
 }
 
 use std::net::SocketAddr;

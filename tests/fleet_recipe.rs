@@ -24,7 +24,10 @@
 //! published, and is converged at the end of that same look
 //! (`watch.target_since_scan`, `watch.converged_since_scan`). In time, that is at most two
 //! poll intervals plus one swap after the kubelet projects the change (docs/serving.md).
-#![cfg(all(feature = "watch", feature = "onnx", feature = "journal"))]
+//!
+//! And the pod-level blue-green mode's signal: a pod whose start-up version fails its gates
+//! reports the same refusal (no watcher there; the version is the pod's `--version`).
+#![cfg(all(feature = "watch", feature = "onnx"))]
 
 mod deploy_support;
 mod serve_support;
@@ -218,7 +221,7 @@ fn roll(config: &mut ConfigMap, replicas: &[Replica], version: &str, converging:
         let r = &replicas[i];
         let w = eventually(&format!("{} converged on {version}", r.name), WAIT, || {
             let st = r.status();
-            (st["watch"]["target"] == version && st["watch"]["converged"] == true)
+            (st["watch"]["target"] == version && st["watch"]["converged_since_scan"].is_u64())
                 .then(|| st["watch"].clone())
         });
         let read = w["target_since_scan"].as_u64().unwrap();
@@ -240,6 +243,7 @@ fn roll(config: &mut ConfigMap, replicas: &[Replica], version: &str, converging:
     }
 }
 
+#[cfg(feature = "journal")]
 #[test]
 fn a_fleet_on_one_shared_polled_repository_converges_and_aborts_as_one() {
     // The verdict this test plays is the one the manifests ship.
@@ -394,4 +398,41 @@ fn a_fleet_on_one_shared_polled_repository_converges_and_aborts_as_one() {
             r.name
         );
     }
+}
+
+#[test]
+fn a_pod_whose_start_up_version_fails_its_gates_reports_the_refusal_until_a_gated_model_serves() {
+    // Pod-level blue-green: each new pod is asked to serve its --version; 3 is degraded.
+    let s = Server::start(Opts::args(["--version", "3", "--admin-port", "0"]).token(TOKEN));
+    s.wait_started();
+    assert_eq!(s.get("/readyz").status, 503);
+    let st = s.admin("GET", "status", TOKEN, "").json();
+    assert_eq!(st["verdict"]["refused"], true, "{st}");
+    assert_eq!(st["verdict"]["version"], "3", "{st}");
+    assert_eq!(st["verdict"]["kind"], "startup-check", "{st}");
+    assert!(
+        st["verdict"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("accuracy"),
+        "{st}"
+    );
+    assert_eq!(
+        s.metric(r#"bluegreen_target_refused{model="digits"}"#),
+        Some(1.0)
+    );
+
+    // A gated model swapped in: nothing refused any more.
+    let r = s.admin("POST", "stage", TOKEN, r#"{"version":"2"}"#);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = s.admin("POST", "swap", TOKEN, "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.wait_ready();
+    let st = s.admin("GET", "status", TOKEN, "").json();
+    assert_eq!(st["verdict"]["refused"], false, "{st}");
+    assert!(st["verdict"]["version"].is_null(), "{st}");
+    assert_eq!(
+        s.metric(r#"bluegreen_target_refused{model="digits"}"#),
+        Some(0.0)
+    );
 }

@@ -20,6 +20,8 @@ pub struct ModelSample<'a> {
     pub status: Option<Status>,
     pub ready: bool,
     pub dry_run_failures: u64,
+    /// This replica refuses the version it is asked to serve (`verdict.rs`).
+    pub target_refused: bool,
 }
 
 /// The server's state at scrape time.
@@ -52,6 +54,8 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     slot: IntGaugeVec,
     ready: IntGaugeVec,
+    /// 1 while the model refuses the version it is asked to serve.
+    target_refused: IntGaugeVec,
     open_connections: IntGauge,
     queue_depth: IntGauge,
     queue_capacity: IntGauge,
@@ -147,6 +151,16 @@ impl Metrics {
                 &["model"],
             )
             .map_err(err)?,
+            target_refused: IntGaugeVec::new(
+                Opts::new(
+                    "bluegreen_target_refused",
+                    "1 while this replica refuses the version it is asked to serve (the \
+                     watcher's target, or without a watcher the start-up version): a fleet's \
+                     controller aborts the rollout on it.",
+                ),
+                &["model"],
+            )
+            .map_err(err)?,
             open_connections: IntGauge::new(
                 "bluegreen_open_connections",
                 "Client connections open now (at most --max-connections).",
@@ -202,6 +216,8 @@ impl Metrics {
         r.register(Box::new(m.in_flight.clone())).map_err(err)?;
         r.register(Box::new(m.slot.clone())).map_err(err)?;
         r.register(Box::new(m.ready.clone())).map_err(err)?;
+        r.register(Box::new(m.target_refused.clone()))
+            .map_err(err)?;
         r.register(Box::new(m.open_connections.clone()))
             .map_err(err)?;
         r.register(Box::new(m.queue_depth.clone())).map_err(err)?;
@@ -236,6 +252,9 @@ impl Metrics {
             self.ready
                 .with_label_values(&[name])
                 .set(i64::from(m.ready));
+            self.target_refused
+                .with_label_values(&[name])
+                .set(i64::from(m.target_refused));
             let Some(s) = &m.status else {
                 continue;
             };

@@ -71,7 +71,9 @@
 //! | `policy.rs` | [`WatchPolicy`] and what each deployment answer means (promoted, refused, retried) |
 //! | `fleet.rs` | fleet mode: the desired-version manifest, rollback to the previous model |
 //! | `events.rs` | [`WatchEvent`], [`Refusal`], [`RefusalKind`], [`WatchStatus`], [`Backend`] |
+//! | `convergence.rs` | looks to the target and the refusal in the way ([`WatchStatus::refusing`], [`WatchStatus::target_since_scan`]) |
 
+mod convergence;
 mod events;
 mod fleet;
 mod policy;

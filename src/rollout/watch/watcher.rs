@@ -178,6 +178,9 @@ impl WatcherBuilder {
                 desired: None,
                 target: None,
                 waiting: None,
+                refusing: None,
+                target_since_scan: None,
+                converged_since_scan: None,
                 scans: 0,
                 last_scan: None,
                 last_error: None,
@@ -205,6 +208,7 @@ impl WatcherBuilder {
             desired: None,
             reported_once: HashSet::new(),
             reported_error: None,
+            convergence: Default::default(),
         };
         let poll = self.poll_interval;
         let debounce = self.debounce;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::convergence::Convergence;
 use super::events::WatchEvent;
 use super::policy::WatchPolicy;
 use super::watcher::{Callback, Shared};
@@ -36,6 +37,8 @@ pub(super) struct Worker<M: Model, F> {
     pub(super) reported_once: HashSet<(String, String)>,
     /// The last read error reported (reported again only when it changes).
     pub(super) reported_error: Option<String>,
+    /// Looks to the target, and the refusal in the way.
+    pub(super) convergence: Convergence,
 }
 
 /// What the deployment's answer means for the watcher.
@@ -54,8 +57,11 @@ where
 {
     pub(super) fn tick(&mut self) {
         let result = self.look();
+        let active = self.bg.active().version().to_owned();
         let mut st = self.shared.lock();
         st.scans += 1;
+        let scan = st.scans;
+        self.convergence.after_look(&mut st, &active, scan);
         st.last_scan = Some(SystemTime::now());
         match result {
             Ok(()) => {
