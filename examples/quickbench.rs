@@ -40,8 +40,8 @@
 //!
 //! This file holds the options, the output lines, the section table and `main`. Each
 //! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`,
-//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, declared in `mod quickbench`
-//! below), and `series.rs` there holds
+//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, `journal.rs` — sections `journal`
+//! and `watch_lock` —, declared in `mod quickbench` below), and `series.rs` there holds
 //! the interleaved-rounds statistics they share. The folder has no `main.rs`, so cargo does
 //! not take it for an example of its own.
 //!
@@ -56,6 +56,8 @@ mod common;
 
 mod quickbench {
     pub mod affinity;
+    #[cfg(any(feature = "journal", feature = "watch"))]
+    pub mod journal;
     pub mod memory;
     #[cfg(feature = "onnx")]
     pub mod onnx;
@@ -70,6 +72,10 @@ mod quickbench {
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "journal")]
+use quickbench::journal::journal;
+#[cfg(feature = "watch")]
+use quickbench::journal::watch_lock;
 #[cfg(feature = "onnx")]
 use quickbench::onnx::onnx;
 #[cfg(all(feature = "onnx", feature = "quarantine"))]
@@ -184,6 +190,18 @@ fn sections() -> Vec<Section> {
             name: "shadow",
             about: "caller cost of shadow traffic: none vs saturated vs 1 %, 1 thread",
             run: shadow,
+        },
+        #[cfg(feature = "journal")]
+        Section {
+            name: "journal",
+            about: "stage + swap + rollback with a journal (3 fsynced commits) vs without",
+            run: journal,
+        },
+        #[cfg(feature = "watch")]
+        Section {
+            name: "watch_lock",
+            about: "share of time the watcher holds the operation lock while a held model blocks it",
+            run: watch_lock,
         },
     ]
 }

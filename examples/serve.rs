@@ -5,7 +5,12 @@
 //! bash scripts/setup-ort.sh                                 # ONNX Runtime, once
 //! BLUEGREEN_ADMIN_TOKEN=s3cret cargo run --release --example serve
 //! cargo run --release --features watch --example serve -- --watch auto
+//! cargo run --release --features watch,journal --example serve -- --watch auto --journal state/journal.db
 //! ```
+//!
+//! With `--journal FILE` every decision is recorded in SQLite and a restart resumes on the
+//! version last live (rather than `--version`), skipping one whose folder was replaced in
+//! place; versions rolled back or refused stay banned for the same bytes (`unban`).
 //!
 //! It serves one model repository (`models/<name>/<version>/model.onnx`, default
 //! `models/digits`), or many (`--model NAME=DIR`, repeated), each with its own
@@ -26,6 +31,8 @@
 //! | `POST /admin/models/<name>/rollback` | switch back to the previous model |
 //! | `POST /admin/models/<name>/unstage` | free the standby slot |
 //! | `GET /admin/models/<name>/status` | deployment (and watcher) status as JSON |
+//! | `GET /admin/models/<name>/history?limit=N` | the journal's newest rows about the model (`--journal`) |
+//! | `POST /admin/models/<name>/unban` `{"version": "3"}` | lift the journal's bans on a version (`--journal`) |
 //!
 //! Admin endpoints need `Authorization: Bearer $BLUEGREEN_ADMIN_TOKEN`; when that variable is
 //! unset or empty they answer 403 (admin disabled). With `--admin-port N`, `/admin/...` and
@@ -259,6 +266,10 @@ fn routers(app: Arc<App>, split: bool) -> (Router, Option<Router>) {
         .route("/admin/models/{name}/swap", post(admin::swap))
         .route("/admin/models/{name}/rollback", post(admin::rollback))
         .route("/admin/models/{name}/unstage", post(admin::unstage));
+    #[cfg(feature = "journal")]
+    let admin = admin
+        .route("/admin/models/{name}/history", get(admin::history))
+        .route("/admin/models/{name}/unban", post(admin::unban));
     let finish =
         |routes: Router<Arc<App>>| {
             limits

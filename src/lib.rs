@@ -29,11 +29,14 @@
 //!    previous model. [`rollback`](BlueGreen::rollback) flips back without re-validating.
 //!
 //! Admin operations (stage, swap, rollback, validate) are serialized by a lock that
-//! request threads never touch. [`status`](BlueGreen::status) returns a [`Status`]
-//! snapshot: versions, states, in-flight, request, error and panic counts per slot, swap
-//! and rollback counts, the last validation report, models being retired, abandoned work
-//! and [`Faults`]. [`predict_versioned`](BlueGreen::predict_versioned) says which model
-//! answered.
+//! request threads never touch; [`acting_as`](BlueGreen::acting_as) says who asked. With
+//! a journal (feature `journal`, `Builder::journal`) each decision is recorded before it
+//! is taken, a restart resumes on the version last live, and versions rolled back or
+//! refused stay banned for the same bytes. [`status`](BlueGreen::status) returns a
+//! [`Status`] snapshot: versions, states, in-flight, request, error and panic counts per
+//! slot, swap and rollback counts, the last validation report, models being retired,
+//! abandoned work and [`Faults`]. [`predict_versioned`](BlueGreen::predict_versioned) says
+//! which model answered.
 //!
 //! Models, gates and hooks are untrusted code: a panic or a hang in them is caught or
 //! abandoned on bluegreen's own threads, counted with the version, and never ends a
@@ -82,9 +85,10 @@
 //! | folder | layer | public face |
 //! |---|---|---|
 //! | `model/` | the floor: the [`Model`] contract and what a model declares ([`ModelInfo`]) | [`Model`], [`ModelInfo`], [`TensorSpec`] |
-//! | `slot/` | a loaded model with its version and generation; per-thread lanes and counters | — |
+//! | `slot/` | a loaded model with its identity (version, content hash) and generation; per-thread lanes and counters | [`Identity`], [`ContentHash`] |
 //! | `validation/` | the gate contract, gate context and reports, supervised runs, golden sets, built-in gates | [`validate`], [`gates`], [`GoldenSet`] |
 //! | `traffic/` | after the switch: bake window, shadow traffic, canary and affinity routing | [`bake`], [`shadow`], [`routing`] |
+//! | `journal/` | the deployment journal: every decision in SQLite, resume and bans (rows compiled always, storage with feature `journal`) | `journal` (feature `journal`) |
 //! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
 //! | `rollout/` | the model repository and the watcher that rolls versions out | [`repository`], `watch` (feature `watch`) |
 //! | `onnx/` | the ONNX Runtime backend; stands on `model/` and the gates' [`Binding`](gates::Binding) only | `onnx` (feature `onnx`) |
@@ -123,6 +127,10 @@
 // The layers (their order is in the crate docs, "Where things are"); each folder's `mod.rs`
 // is its table of contents.
 mod deployment;
+#[cfg(feature = "journal")]
+pub mod journal;
+#[cfg(not(feature = "journal"))]
+mod journal;
 mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
@@ -144,13 +152,14 @@ pub use crate::validation::{gates, validate};
 
 // Flat re-exports.
 pub use crate::deployment::{
-    Abandoned, Active, BlueGreen, Builder, CanaryReport, Error, Fault, FaultKind, Faults, Result,
-    RetiringModel, RollbackReport, SlotState, SlotStatus, StageReport, Status, SwapReport,
-    Versioned,
+    Abandoned, Acting, Active, Actor, BlueGreen, Builder, CanaryReport, ContentChange, Error,
+    Fault, FaultKind, Faults, JournalStatus, Result, RetiringModel, RollbackReport, SlotState,
+    SlotStatus, StageReport, Status, SwapReport, Versioned,
 };
 pub use crate::model::{Dim, ElementType, Model, ModelInfo, TensorSpec};
 #[cfg(feature = "onnx")]
 pub use crate::onnx::{OnnxBinding, OnnxConfig, OnnxError, OnnxModel};
+pub use crate::slot::{ContentHash, Identity, InvalidContentHash};
 pub use crate::validation::{GoldenError, GoldenSet, NpzSpec};
 // Items whose page lives in their public module: a link here, not a second page.
 #[doc(no_inline)]
@@ -168,6 +177,6 @@ pub use crate::validate::{Check, CheckStatus, ValidationReport, Validator};
 pub use crate::watch::{WatchPolicy, Watcher};
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "onnx"))]
+#[cfg(all(doctest, feature = "onnx", feature = "journal"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

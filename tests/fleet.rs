@@ -6,7 +6,11 @@
 //! 1. The manifest moves from 1 to 2: all three converge to 2.
 //! 2. It moves to 3, but replica C's copy of 3 is a degraded model: C refuses it in
 //!    quarantine (before loading it), keeps serving 2 and reports the refusal in its
-//!    status; A and B move to 3.
+//!    status; A and B move to 3. Replica A is killed (SIGKILL) and restarted mid-rollout:
+//!    it comes back and converges to 3.
+//! 3. With a journal (`--journal`, feature `journal`), C is restarted after its refusal: it
+//!    comes back on 2 — what it served, not the manifest's 3 — refuses 3 again as banned,
+//!    stays ready, and reports the skew (`bluegreen_version_skew` 1, A and B 0).
 #![cfg(all(feature = "watch", feature = "onnx"))]
 
 mod serve_support;
@@ -115,20 +119,21 @@ fn three_replicas_follow_the_manifest_and_one_refuses_its_broken_candidate() {
         .iter()
         .map(|n| replica_repo(root.path(), n))
         .collect();
-    let replicas: Vec<Server> = repos
-        .iter()
-        .map(|repo| {
-            Server::start(
-                Opts::args([
-                    "--repo".to_owned(),
-                    repo.display().to_string(),
-                    "--desired".to_owned(),
-                    config.file().display().to_string(),
-                ])
-                .token(TOKEN),
-            )
-        })
-        .collect();
+    let manifest = config.file();
+    let start = |repo: &PathBuf| {
+        let mut args = vec![
+            "--repo".to_owned(),
+            repo.display().to_string(),
+            "--desired".to_owned(),
+            manifest.display().to_string(),
+        ];
+        if cfg!(feature = "journal") {
+            args.push("--journal".to_owned());
+            args.push(repo.with_extension("journal.db").display().to_string());
+        }
+        Server::start(Opts::args(args).token(TOKEN))
+    };
+    let mut replicas: Vec<Server> = repos.iter().map(start).collect();
     for r in &replicas {
         r.wait_ready();
         assert_eq!(active(r), "1", "started on the manifest's version");
@@ -156,6 +161,9 @@ fn three_replicas_follow_the_manifest_and_one_refuses_its_broken_candidate() {
     publish(&repos[1], "2", "3");
     publish(&repos[2], "3", "3");
     config.set("3");
+    // Replica A dies mid-rollout (SIGKILL) and is started again.
+    drop(std::mem::replace(&mut replicas[0], start(&repos[0])));
+    replicas[0].wait_ready();
 
     for (i, r) in replicas[..2].iter().enumerate() {
         eventually(&format!("replica {i} on 3"), CONVERGE, || {

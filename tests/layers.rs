@@ -12,6 +12,7 @@ const ORDER: &[&str] = &[
     "slot",
     "validation",
     "traffic",
+    "journal",
     "deployment",
     "rollout",
 ];

@@ -242,7 +242,9 @@ fn failed_candidate_cannot_be_swapped_again_but_can_be_replaced() {
     assert_eq!(r.retired, ["v2"]);
     bg.swap().unwrap();
     assert_eq!(answering(&bg), 22);
-    assert!(common::wait_until(Duration::from_secs(1), || t.drops_of(2) == 1));
+    assert!(common::wait_until(Duration::from_secs(10), || t
+        .drops_of(2)
+        == 1));
 }
 
 #[test]

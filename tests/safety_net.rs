@@ -212,7 +212,10 @@ fn panicking_drops_are_counted_and_neither_the_retirer_nor_the_caller_sees_them(
     bg.stage("v3", t.model(3).dropping(OnDrop::Panics)).unwrap(); // retires v2
     bg.stage_with("v4", || Ok::<_, Error>(t.model(4).dropping(OnDrop::Panics)))
         .unwrap(); // retires v3 and waits for its drop
-    assert!(wait_until(PATIENCE, || t.drops_of(2) == 1 && t.drops_of(3) == 1));
+    // A drop is counted as it starts and its fault once it has unwound: wait for both.
+    assert!(wait_until(PATIENCE, || t.drops_of(2) == 1
+        && t.drops_of(3) == 1
+        && bg.status().faults.count(FaultKind::DropPanicked) == 2));
     let faults = bg.status().faults;
     assert_eq!(faults.count(FaultKind::DropPanicked), 2, "{faults:?}");
     let versions: Vec<_> = faults.recent.iter().map(|f| f.version.clone()).collect();
@@ -226,7 +229,15 @@ fn panicking_drops_are_counted_and_neither_the_retirer_nor_the_caller_sees_them(
     bg.stage("v5", t.model(5)).unwrap();
     bg.swap().unwrap(); // retires v1
     assert!(wait_until(PATIENCE, || t.drops_of(1) == 1));
-    assert_eq!(bg.status().faults.count(FaultKind::DropPanicked), 3);
+    assert!(
+        wait_until(PATIENCE, || bg
+            .status()
+            .faults
+            .count(FaultKind::DropPanicked)
+            == 3),
+        "{:?}",
+        bg.status().faults
+    );
     // Shutdown drops v4 (previous) and v5 (active): one of them panics, no abort.
     bg.stage("v6", t.model(6).dropping(OnDrop::Panics)).unwrap();
     drop(bg);

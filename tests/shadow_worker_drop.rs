@@ -61,6 +61,12 @@ fn a_left_behind_shadow_worker_does_not_let_a_drop_panic_unwind_out_of_it() {
         t.hanging() == 1
     }));
     drop(bg); // the worker is left behind inside v2; the retirer lets go of v2
+    // The shadow worker used up the shutdown deadline, so `drop` may return before the
+    // retirer has released its reference: wait for that thread to end, or a release
+    // now could let the retirer's reference be the last (a race, not the case tested).
+    assert!(wait_until(Duration::from_secs(20), || !thread_alive(
+        "bluegreen-retir"
+    )));
     t.release();
     assert!(wait_until(Duration::from_secs(20), || !seen
         .lock()
@@ -74,4 +80,16 @@ fn a_left_behind_shadow_worker_does_not_let_a_drop_panic_unwind_out_of_it() {
         ("bluegreen-shadow".to_owned(), true),
         "v2's Drop panicked on the shadow worker outside any catch_unwind"
     );
+}
+
+/// Whether a thread of this process has a name starting with `prefix` (Linux keeps the
+/// first 15 bytes of a thread's name in `/proc/self/task/*/comm`).
+fn thread_alive(prefix: &str) -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task (this test runs on Linux)")
+        .flatten()
+        .any(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with(prefix))
+        })
 }

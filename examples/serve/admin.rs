@@ -1,4 +1,6 @@
-//! Admin endpoints, per model: stage, validate (dry run), swap, rollback, unstage, status.
+//! Admin endpoints, per model: stage, validate (dry run), swap, rollback, unstage, status,
+//! and with a journal (`--journal`) history and unban. Each operation is recorded as asked
+//! by `admin:<caller>`, the caller named by the `X-Bluegreen-Actor` header (default `api`).
 //! Every one needs `Authorization: Bearer <BLUEGREEN_ADMIN_TOKEN>` (auth.rs). Answers name
 //! models and versions, never the server's file-system paths: each model's repository path
 //! is replaced by `<name>` in every admin body (the full error goes to the log).
@@ -11,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bluegreen::repository::RepositoryError;
-use bluegreen::{BlueGreen, Error, OnnxModel};
+use bluegreen::{Actor, BlueGreen, Error, OnnxModel};
 use serde_json::{Value, json};
 
 use super::api::{error, unknown_model};
@@ -52,6 +54,26 @@ fn denied(e: AuthError) -> Response {
             r
         }
     }
+}
+
+/// Longest caller name taken from `X-Bluegreen-Actor`.
+const MAX_ACTOR: usize = 64;
+
+/// Who asks, for the journal: `admin:<X-Bluegreen-Actor>`, or `admin:api`. The header is
+/// the caller's own word (one token authenticates every caller): letters, digits and
+/// `.-_@` only, at most 64 of them, else `api`.
+pub fn actor(headers: &HeaderMap) -> Actor {
+    let name = headers
+        .get("x-bluegreen-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_ACTOR
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-_@".contains(&b))
+        })
+        .unwrap_or("api");
+    Actor::admin(name)
 }
 
 /// Authorizes, finds the model, and returns it with its deployment.
@@ -114,10 +136,15 @@ fn refused(model: &Served, e: Error) -> Response {
             refuse(model, StatusCode::UNPROCESSABLE_ENTITY, &message)
         }
         Error::InvalidVersion { .. } => refuse(model, StatusCode::BAD_REQUEST, &message),
-        Error::DrainTimeout { .. } => refuse(model, StatusCode::SERVICE_UNAVAILABLE, &message),
+        Error::DrainTimeout { .. } | Error::RetireBacklog { .. } => {
+            refuse(model, StatusCode::SERVICE_UNAVAILABLE, &message)
+        }
+        #[cfg(feature = "journal")]
+        Error::Journal(_) => refuse(model, StatusCode::SERVICE_UNAVAILABLE, &message),
         Error::Spawn { .. } => refuse(model, StatusCode::INTERNAL_SERVER_ERROR, &message),
         // Nothing staged, not a candidate, already failed, version in use, nothing to roll
-        // back to, a bake or canary in progress: the request conflicts with the state.
+        // back to, a bake or canary in progress, banned, replaced in place: the request
+        // conflicts with the state.
         _ => refuse(model, StatusCode::CONFLICT, &message),
     }
 }
@@ -219,13 +246,26 @@ pub async fn stage(
             );
         }
     };
+    let who = actor(&headers);
     let quarantined = app.args.quarantine.is_some();
     let outcome = blocking(&model, move |model| {
         let path = model.model_path(&dir.path);
+        // The hash of what is about to be loaded: kept with the model, journaled, and what
+        // a ban holds for.
+        let identity = match model.repo.identity(&dir) {
+            Ok(identity) => identity,
+            Err(e) => {
+                return Err(Error::Load {
+                    version,
+                    source: e.into(),
+                });
+            }
+        };
+        let bg = bg.acting_as(who);
         if quarantined {
-            bg.stage_quarantined_with(version, &path, |p| model.onnx.load(p))
+            bg.stage_quarantined_with(identity, &path, |p| model.onnx.load(p))
         } else {
-            bg.stage_with(version, || model.onnx.load(&path))
+            bg.stage_with(identity, || model.onnx.load(&path))
         }
     })
     .await;
@@ -247,7 +287,8 @@ pub async fn validate(
         Ok(g) => g,
         Err(r) => return *r,
     };
-    match blocking(&model, move |_| bg.validate()).await {
+    let who = actor(&headers);
+    match blocking(&model, move |_| bg.acting_as(who).validate()).await {
         Ok(Ok(report)) => {
             if !report.passed() {
                 model.dry_run_failures.fetch_add(1, Ordering::Relaxed);
@@ -265,14 +306,15 @@ async fn admin_op<T: Send + 'static>(
     app: &Arc<App>,
     headers: &HeaderMap,
     name: &str,
-    op: impl FnOnce(&BlueGreen<OnnxModel>) -> bluegreen::Result<T> + Send + 'static,
+    op: impl FnOnce(bluegreen::Acting<'_, OnnxModel>) -> bluegreen::Result<T> + Send + 'static,
     ok: impl FnOnce(&T) -> serde_json::Value,
 ) -> Response {
     let (model, bg) = match guard(app, headers, name) {
         Ok(g) => g,
         Err(r) => return *r,
     };
-    match blocking(&model, move |_| op(&bg)).await {
+    let who = actor(headers);
+    match blocking(&model, move |_| op(bg.acting_as(who))).await {
         Ok(Ok(value)) => answer(&model, StatusCode::OK, &ok(&value)),
         Ok(Err(e)) => refused(&model, e),
         Err(r) => *r,
@@ -310,6 +352,80 @@ pub async fn unstage(
         &name,
         |bg| bg.unstage(),
         |retired| json!({ "retired": retired }),
+    )
+    .await
+}
+
+/// `GET /admin/models/<name>/history[?limit=N]`: the newest journal rows about the model,
+/// oldest first (default 100, at most 10 000); 404 without `--journal`.
+#[cfg(feature = "journal")]
+pub async fn history(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let (model, bg) = match guard(&app, &headers, &name) {
+        Ok(g) => g,
+        Err(r) => return *r,
+    };
+    if app.args.journal.is_none() {
+        return refuse(
+            &model,
+            StatusCode::NOT_FOUND,
+            "no journal: start with --journal FILE",
+        );
+    }
+    let limit = match query
+        .as_deref()
+        .map(|q| q.strip_prefix("limit=").map(str::parse::<usize>))
+    {
+        None => 100,
+        Some(Some(Ok(n))) if n > 0 => n.min(bluegreen::journal::MAX_HISTORY),
+        _ => {
+            return refuse(
+                &model,
+                StatusCode::BAD_REQUEST,
+                "the query may only be limit=N, N ≥ 1",
+            );
+        }
+    };
+    match tokio::task::spawn_blocking(move || bg.history(limit)).await {
+        Ok(Ok(rows)) => answer(
+            &model,
+            StatusCode::OK,
+            &json!({ "model": model.name(), "events": rows }),
+        ),
+        Ok(Err(e)) => refused(&model, e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("history failed: {e}"),
+        ),
+    }
+}
+
+/// `POST /admin/models/<name>/unban` with `{"version": "3"}`: lifts the journal's bans on
+/// that version (recorded with who asked); answers how many were lifted.
+#[cfg(feature = "journal")]
+pub async fn unban(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let version = match serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned))
+    {
+        Some(v) => v,
+        None => return error(StatusCode::BAD_REQUEST, r#"send {"version": "3"}"#),
+    };
+    admin_op(
+        &app,
+        &headers,
+        &name,
+        move |bg| bg.unban(&version),
+        |lifted| json!({ "lifted": lifted }),
     )
     .await
 }

@@ -90,6 +90,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             ready: m.readiness().is_ok(),
             dry_run_failures: m.dry_run_failures.load(Ordering::Relaxed),
             target_refused: super::verdict::Verdict::of(m).refused.is_some(),
+            target: m.target(),
         })
         .collect();
     let counters = app.queue.counters();

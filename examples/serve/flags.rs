@@ -115,6 +115,10 @@ struct Flags {
     /// volume such as NFS allows: inotify sees nothing there)
     #[arg(long)]
     poll_only: bool,
+    /// Record every decision in the SQLite journal FILE and resume from it on restart: the
+    /// version last live (not --version), the versions banned (needs --features journal)
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
     /// Qualify every candidate in a capped child process (this binary, re-executed) before
     /// it is loaded here: admin stages and watcher rollouts alike
     #[arg(long, value_name = "ON|OFF", default_value = "on")]
@@ -189,6 +193,7 @@ pub struct Args {
     pub poll: Duration,
     /// The watcher polls only (`--poll-only`).
     pub poll_only: bool,
+    pub journal: Option<PathBuf>,
     /// `None` with `--quarantine off`.
     pub quarantine: Option<QuarantineCaps>,
 }
@@ -216,6 +221,14 @@ impl Args {
                     "--admin-port {} is --port: give the admin listener a port of its own",
                     flags.port
                 ),
+            );
+        }
+        if cfg!(not(feature = "journal")) && flags.journal.is_some() {
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                "--journal needs the `journal` feature: \
+                 cargo run --features journal --example serve"
+                    .to_owned(),
             );
         }
         let models = if flags.models.is_empty() {
@@ -297,6 +310,7 @@ impl Args {
             desired: flags.desired,
             poll: ms(flags.poll_ms),
             poll_only: flags.poll_only,
+            journal: flags.journal,
             quarantine: (flags.quarantine == OnOff::On).then(|| QuarantineCaps {
                 memory_bytes: flags.quarantine_memory_mib.saturating_mul(1 << 20),
                 cpu: ms(flags.quarantine_cpu_ms),

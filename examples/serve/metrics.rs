@@ -22,6 +22,8 @@ pub struct ModelSample<'a> {
     pub dry_run_failures: u64,
     /// This replica refuses the version it is asked to serve (`verdict.rs`).
     pub target_refused: bool,
+    /// The watcher's view: the version it converges to, and whether the active one is it.
+    pub target: Option<(String, bool)>,
 }
 
 /// The server's state at scrape time.
@@ -66,6 +68,10 @@ pub struct Metrics {
     pub watch_promotions: IntCounterVec,
     /// Candidates the watcher refused, by model.
     pub watch_refusals: IntCounterVec,
+    skew: IntGaugeVec,
+    desired: IntGaugeVec,
+    journal_healthy: IntGaugeVec,
+    journal_pending: IntGaugeVec,
     scrape: Mutex<()>,
 }
 
@@ -141,6 +147,39 @@ impl Metrics {
                     "1 for the version each slot holds and its state.",
                 ),
                 &["model", "slot", "version", "state"],
+            )
+            .map_err(err)?,
+            skew: IntGaugeVec::new(
+                Opts::new(
+                    "bluegreen_version_skew",
+                    "1 while the active version is not the one the watcher converges to \
+                     (fleet: the manifest's); summed over replicas, the replicas off target.",
+                ),
+                &["model"],
+            )
+            .map_err(err)?,
+            desired: IntGaugeVec::new(
+                Opts::new(
+                    "bluegreen_desired_version_info",
+                    "1 for the version the watcher converges to (fleet: the manifest's).",
+                ),
+                &["model", "version"],
+            )
+            .map_err(err)?,
+            journal_healthy: IntGaugeVec::new(
+                Opts::new(
+                    "bluegreen_journal_healthy",
+                    "1 when the journal is writable and nothing waits to be written (--journal).",
+                ),
+                &["model"],
+            )
+            .map_err(err)?,
+            journal_pending: IntGaugeVec::new(
+                Opts::new(
+                    "bluegreen_journal_pending",
+                    "Journal rows waiting to be written; admin operations are refused meanwhile.",
+                ),
+                &["model"],
             )
             .map_err(err)?,
             ready: IntGaugeVec::new(
@@ -226,7 +265,13 @@ impl Metrics {
         r.register(Box::new(m.shed.clone())).map_err(err)?;
         r.register(Box::new(m.skipped.clone())).map_err(err)?;
         r.register(Box::new(m.completed.clone())).map_err(err)?;
+        r.register(Box::new(m.journal_healthy.clone()))
+            .map_err(err)?;
+        r.register(Box::new(m.journal_pending.clone()))
+            .map_err(err)?;
         if watching {
+            r.register(Box::new(m.skew.clone())).map_err(err)?;
+            r.register(Box::new(m.desired.clone())).map_err(err)?;
             r.register(Box::new(m.watch_promotions.clone()))
                 .map_err(err)?;
             r.register(Box::new(m.watch_refusals.clone()))
@@ -247,6 +292,7 @@ impl Metrics {
         advance(&self.skipped, server.skipped);
         advance(&self.completed, server.completed);
         self.slot.reset();
+        self.desired.reset();
         for m in models {
             let name = m.name;
             self.ready
@@ -255,9 +301,23 @@ impl Metrics {
             self.target_refused
                 .with_label_values(&[name])
                 .set(i64::from(m.target_refused));
+            if let Some((target, converged)) = &m.target {
+                self.skew
+                    .with_label_values(&[name])
+                    .set(i64::from(!converged));
+                self.desired.with_label_values(&[name, target]).set(1);
+            }
             let Some(s) = &m.status else {
                 continue;
             };
+            if let Some(j) = &s.journal {
+                self.journal_healthy
+                    .with_label_values(&[name])
+                    .set(i64::from(j.healthy));
+                self.journal_pending
+                    .with_label_values(&[name])
+                    .set(count(j.pending));
+            }
             advance(&self.swaps.with_label_values(&[name]), s.swaps);
             advance(&self.rollbacks.with_label_values(&[name]), s.rollbacks);
             advance(&self.rejections.with_label_values(&[name]), s.rejections);

@@ -101,6 +101,17 @@ impl Served {
         }
     }
 
+    /// The watcher's target and whether the active version is it (`None` without a
+    /// watcher, or before its first look).
+    pub fn target(&self) -> Option<(String, bool)> {
+        #[cfg(feature = "watch")]
+        if let Some(w) = self.watcher.get() {
+            let st = w.status();
+            return st.target.map(|t| (t, st.converged));
+        }
+        None
+    }
+
     /// The model file inside a version directory.
     pub fn model_path(&self, dir: &Path) -> PathBuf {
         dir.join(&self.model_file)
@@ -166,11 +177,32 @@ impl Models {
 /// against the gates, and starts its watcher if asked.
 pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result<(), String> {
     let name = model.name().to_owned();
-    let version = initial_version(&model.spec, args)?;
-    let dir = model
-        .repo
-        .version(&version)
-        .map_err(|e| format!("model {name}: initial version: {e}"))?;
+    let mut builder = BlueGreen::builder().name(name.clone());
+    // With a journal, the version to start on is the one last live, not the flag's.
+    #[cfg(feature = "journal")]
+    let resumed = match &args.journal {
+        Some(path) => {
+            builder = builder.journal(path);
+            let resume = builder
+                .resume()
+                .map_err(|e| format!("model {name}: journal: {e}"))?;
+            resume_dir(model, &resume, args)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "journal"))]
+    let resumed: Option<bluegreen::repository::VersionDir> = None;
+    let dir = match resumed {
+        Some(dir) => dir,
+        None => {
+            let version = initial_version(&model.spec, args)?;
+            model
+                .repo
+                .version(&version)
+                .map_err(|e| format!("model {name}: initial version: {e}"))?
+        }
+    };
+    let version = dir.version.clone();
     if args.desired.is_some() && !dir.is_complete() {
         // Fleet mode follows the completion rule from the start: a replica whose repository
         // is still being synced must not load a half-copied model; it fails, and is
@@ -181,6 +213,12 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
             model.repo.marker()
         ));
     }
+    // Its name and the hash of its files: the watcher compares the live version's files
+    // with it, and the journal records it.
+    let identity = model
+        .repo
+        .identity(&dir)
+        .map_err(|e| format!("model {name}: initial version {version}: {e}"))?;
     let golden = GoldenSet::npz(&model.spec.golden)
         .inputs("inputs")
         .labels("labels")
@@ -196,7 +234,7 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
                 .to_owned(),
         )
     };
-    let mut builder = BlueGreen::builder()
+    builder = builder
         .validator(SchemaGate::like_live().same_metadata_as_live("feature_schema"))
         .validator(gates.accuracy(args.min_accuracy))
         .validator(gates.sanity())
@@ -232,7 +270,7 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
         .map_err(|e| format!("model {name}: initial model {version}: {e}"))?;
     let bg = Arc::new(
         builder
-            .build(version.clone(), loaded)
+            .build(identity, loaded)
             .map_err(|e| format!("model {name}: initial model {version}: {e}"))?,
     );
     let initial_generation = bg.active().generation();
@@ -258,6 +296,40 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
         note: None,
     };
     start_watcher(model, bg, args, metrics)
+}
+
+/// With a journal: the newest version that was live and still has the bytes it had then
+/// (a folder replaced in place is skipped, loudly), and that its watcher may start on.
+#[cfg(feature = "journal")]
+fn resume_dir(
+    model: &Served,
+    resume: &bluegreen::journal::Resume,
+    args: &Args,
+) -> Option<bluegreen::repository::VersionDir> {
+    let name = model.name();
+    for (i, live) in resume.live_history.iter().enumerate() {
+        let Ok(dir) = model.repo.version(live.version()) else {
+            tracing::warn!(model = %name, version = %live.version(),
+                "was live, but is no longer in the repository");
+            continue;
+        };
+        if args.desired.is_some() && !dir.is_complete() {
+            continue;
+        }
+        match model.repo.identity(&dir) {
+            Ok(found) if found == *live => {
+                tracing::info!(model = %name, version = %live.version(),
+                    last_live = i == 0, "resuming from the journal");
+                return Some(dir);
+            }
+            Ok(found) => tracing::error!(model = %name, version = %live.version(),
+                recorded = ?live.content(), found = ?found.content(),
+                "was replaced in place since it was live; not loading it under that name"),
+            Err(e) => tracing::warn!(model = %name, version = %live.version(), error = %e,
+                "cannot read the version that was live"),
+        }
+    }
+    None
 }
 
 /// The quarantine every candidate of `model` goes through first: load, warm up, sanity

@@ -68,6 +68,7 @@ fn slot_json(s: &SlotStatus) -> Value {
         "requests": s.requests,
         "errors": s.errors,
         "loaded_at": unix(s.loaded_at),
+        "content": s.content.map(|h| h.to_string()),
     })
 }
 
@@ -83,6 +84,24 @@ pub fn status_json(s: &Status) -> Value {
         "last_quarantine": s.last_quarantine.as_ref().map(quarantine_json),
         "last_validation": s.last_validation.as_ref().map(validation_json),
         "last_change": unix(s.last_change),
+        "auto_rollbacks": s.auto_rollbacks,
+        "last_auto_rollback": s.last_auto_rollback.as_ref().map(|r| json!({
+            "from": r.from, "to": r.to, "reason": r.reason, "at": unix(r.at),
+        })),
+        "content_changed": s.content_changed.as_ref().map(|c| json!({
+            "version": c.version,
+            "loaded": c.loaded.to_string(),
+            "found": c.found.to_string(),
+            "since": unix(c.since),
+        })),
+        "journal": s.journal.as_ref().map(|j| json!({
+            "healthy": j.healthy,
+            "written": j.written,
+            "pending": j.pending,
+            "failed_writes": j.failed_writes,
+            "last_error": j.last_error,
+            "bans": j.bans,
+        })),
     })
 }
 
@@ -158,6 +177,11 @@ pub fn watch_json(w: &bluegreen::watch::WatchStatus) -> Value {
         "fallback_reason": w.fallback_reason,
         "desired": w.desired,
         "target": w.target,
+        "active": w.active,
+        "converged": w.converged,
+        "divergence": w.divergence,
+        "next_retry": w.next_retry.map(unix),
+        "content_changed": w.content_changed,
         "waiting": w.waiting,
         "refusing": w.refusing.as_ref().map(refusal_json),
         "target_since_scan": w.target_since_scan,

@@ -1,26 +1,29 @@
-//! Admin operations: stage, unstage, validate, swap, rollback — and the steps they share
-//! (qualifying a candidate, the flip, the rollback flip). Serialized by the admin lock,
-//! which request threads never touch; the flips themselves happen under the state lock,
-//! so the bake monitor's automatic rollback (which takes only that lock) never waits for
-//! a slow admin operation.
+//! Admin operations, their public face: stage, unstage, validate, swap, rollback, unban,
+//! content checks — and the bodies of those that only touch the standby (stage, unstage,
+//! dry runs, unban). Serialized by the admin lock, which request threads never touch. The
+//! plain methods act as [`Actor::Application`]; [`BlueGreen::acting_as`] names someone
+//! else. Each records its decision in the journal, when there is one, before taking it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::bluegreen::{BlueGreen, Inner, checked_version};
+use super::actor::Actor;
+use super::audit::{named, record};
+use super::bluegreen::{BlueGreen, Inner, checked_identity};
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
 use super::report::{RollbackReport, StageReport, SwapReport};
-use super::state::{BakeRun, Standby, State, Which, not_a_candidate};
-use super::status::SlotState;
+use super::state::{Standby, Which, not_a_candidate};
+use super::status::{ContentChange, SlotState};
+use crate::journal::{EventKind, Named, Value};
 use crate::model::Model;
-use crate::slot::Slot;
-use crate::traffic::shadow::ShadowRuntime;
+use crate::slot::Identity;
 use crate::validation::validate::ValidationReport;
 
 impl<M: Model> BlueGreen<M> {
-    /// Puts `model` in the candidate slot as the candidate `version`.
+    /// Puts `model` in the candidate slot as the candidate `identity` — a version label
+    /// (`"v2"`), or an [`Identity`] with the hash of the bytes it was loaded from.
     ///
     /// An earlier candidate is retired first: bluegreen waits up to the drain timeout for
     /// its in-flight calls, then has the retirer thread drop it. The previous model — the
@@ -30,135 +33,32 @@ impl<M: Model> BlueGreen<M> {
     /// is retired whatever it holds. On [`Error::DrainTimeout`] or
     /// [`Error::RetireBacklog`] nothing changes and `model` is dropped.
     ///
-    /// Refused while a canary runs ([`Error::CanaryInProgress`]), and in a memory-tight
-    /// deployment while a bake window runs ([`Error::BakeInProgress`]).
+    /// Refused while a canary runs ([`Error::CanaryInProgress`]), in a memory-tight
+    /// deployment while a bake window runs ([`Error::BakeInProgress`]), and with a journal
+    /// for a [banned](Self::unban) identity ([`Error::Banned`]).
     ///
     /// `model` already exists when this is called, so for a moment it coexists with the
     /// model it replaces; use [`stage_with`](Self::stage_with) to load only after that one
     /// is gone.
-    pub fn stage(&self, version: impl Into<String>, model: M) -> Result<StageReport> {
-        self.stage_inner(
-            version.into(),
-            move || Ok::<M, std::convert::Infallible>(model),
-            false,
-        )
-        .map(|report| StageReport {
-            load: None,
-            ..report
-        })
+    pub fn stage(&self, identity: impl Into<Identity>, model: M) -> Result<StageReport> {
+        self.inner
+            .stage(&Actor::Application, identity.into(), model)
     }
 
     /// Like [`stage`](Self::stage), but calls `load` only after the model it replaces has
     /// been retired and dropped — and any model retired earlier that the retirer was still
     /// dropping (waiting at most the drain timeout for those): with it, a deployment holds
-    /// at most three models (active, previous, candidate; two when memory-tight). A loader error — or a loader panic, caught — is returned
-    /// as [`Error::Load`]; the candidate slot is then empty and the rollback target is
-    /// still loaded (in a memory-tight deployment it was retired before the load).
-    pub fn stage_with<F, E>(&self, version: impl Into<String>, load: F) -> Result<StageReport>
+    /// at most three models (active, previous, candidate; two when memory-tight). A loader
+    /// error — or a loader panic, caught — is returned as [`Error::Load`]; the candidate
+    /// slot is then empty and the rollback target is still loaded (in a memory-tight
+    /// deployment it was retired before the load).
+    pub fn stage_with<F, E>(&self, identity: impl Into<Identity>, load: F) -> Result<StageReport>
     where
         F: FnOnce() -> std::result::Result<M, E>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.stage_inner(version.into(), load, true)
-    }
-
-    pub(super) fn stage_inner<F, E>(
-        &self,
-        version: String,
-        load: F,
-        wait_for_drop: bool,
-    ) -> Result<StageReport>
-    where
-        F: FnOnce() -> std::result::Result<M, E>,
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let inner = &*self.inner;
-        // Until it is used, the loader (and the model `stage` was given) is disposed of
-        // inside `catch_unwind` whatever refuses the stage: its `Drop` is untrusted.
-        let mut load = Unused::new(load, &inner.faults, &version);
-        let version = checked_version(version)?;
-        let _admin = inner.admin.lock();
-        let deadline = Instant::now() + inner.config.drain_timeout;
-        let mut retire_previous = inner.config.memory_tight;
-        {
-            let st = inner.state.lock();
-            inner.refuse_during_canary(&st)?;
-            if inner.config.memory_tight {
-                inner.refuse_during_bake(&st)?;
-            }
-            if inner.active.load().version == &*version {
-                return Err(Error::VersionInUse {
-                    version: version.into(),
-                    slot: "active",
-                });
-            }
-            match &st.previous {
-                Some(p) if p.state == SlotState::RolledBack => retire_previous = true,
-                Some(p) if !retire_previous && p.slot.version == &*version => {
-                    return Err(Error::VersionInUse {
-                        version: version.into(),
-                        slot: "previous",
-                    });
-                }
-                _ => {}
-            }
-        }
-        let slots: &[Which] = if retire_previous {
-            &[Which::Candidate, Which::Previous]
-        } else {
-            &[Which::Candidate]
-        };
-        let drained = inner.retire(slots, wait_for_drop, deadline)?;
-        let drain_wait = drained.last().map_or(Duration::ZERO, |(_, wait)| *wait);
-        let retired = drained.into_iter().map(|(v, _)| v).collect();
-        // `stage_with` loads only once the models it replaces are gone — and any model an
-        // earlier operation retired that the retirer is still dropping — waiting for them
-        // until the same deadline; past it, it loads all the same (at most `max_retiring`
-        // models are still in their `Drop` then).
-        if wait_for_drop && !inner.retirer.wait_until_empty(deadline) {
-            tracing::warn!(target: "bluegreen", %version, still = ?inner.retirer.backlog(),
-                "loading while retired models are still being dropped");
-        }
-        let load_started = Instant::now();
-        let model = match catch_unwind(AssertUnwindSafe(load.take())) {
-            Ok(Ok(model)) => model,
-            Ok(Err(e)) => {
-                tracing::warn!(target: "bluegreen", %version, "candidate failed to load");
-                return Err(Error::Load {
-                    version: version.into(),
-                    source: e.into(),
-                });
-            }
-            Err(payload) => {
-                let message = panic_text(payload.as_ref());
-                inner
-                    .faults
-                    .record(FaultKind::LoaderPanicked, Some(&version), message.clone());
-                return Err(Error::Load {
-                    version: version.into(),
-                    source: format!("the loader panicked: {message}").into(),
-                });
-            }
-        };
-        let load_time = load_started.elapsed();
-        let slot = Arc::new(inner.new_slot(model, &version)?);
-        let report = StageReport {
-            version: slot.version.to_string(),
-            generation: slot.generation,
-            retired,
-            drain_wait,
-            load: Some(load_time),
-            #[cfg(feature = "quarantine")]
-            quarantine: None,
-        };
-        let mut st = inner.state.lock();
-        st.candidate = Some(Standby::new(slot, SlotState::Staged));
-        st.changed();
-        inner.publish(&st);
-        drop(st);
-        tracing::info!(target: "bluegreen", version = %report.version, generation = report.generation,
-            retired = ?report.retired, "candidate staged");
-        Ok(report)
+        self.inner
+            .stage_with(&Actor::Application, identity.into(), load)
     }
 
     /// Retires the candidate, or — when there is none — the previous model (freeing its
@@ -166,43 +66,15 @@ impl<M: Model> BlueGreen<M> {
     /// both slots were empty. Refused while a canary runs, and retiring the rollback
     /// target is refused while a bake window runs.
     pub fn unstage(&self) -> Result<Option<String>> {
-        let inner = &*self.inner;
-        let _admin = inner.admin.lock();
-        let which = {
-            let st = inner.state.lock();
-            inner.refuse_during_canary(&st)?;
-            if st.candidate.is_some() {
-                Which::Candidate
-            } else {
-                inner.refuse_during_bake(&st)?;
-                Which::Previous
-            }
-        };
-        let deadline = Instant::now() + inner.config.drain_timeout;
-        let retired = inner.retire(&[which], true, deadline)?;
-        Ok(retired.into_iter().next().map(|(v, _)| v))
+        self.inner.unstage(&Actor::Application)
     }
 
     /// Runs every gate on the staged candidate without swapping (a dry run).
     ///
     /// Works on a staged or failed candidate and changes neither; the report is recorded
-    /// as the status's last validation.
+    /// as the status's last validation (and in the journal).
     pub fn validate(&self) -> Result<ValidationReport> {
-        let inner = &*self.inner;
-        let _admin = inner.admin.lock();
-        let candidate = {
-            let st = inner.state.lock();
-            match &st.candidate {
-                Some(s) if matches!(s.state, SlotState::Staged | SlotState::Failed) => {
-                    Arc::clone(&s.slot)
-                }
-                Some(s) => return Err(not_a_candidate(s)),
-                None => return Err(no_candidate(&st)),
-            }
-        };
-        let report = inner.run_gates(&candidate);
-        inner.state.lock().last_validation = Some(report.clone());
-        Ok(report)
+        self.inner.validate(&Actor::Application)
     }
 
     /// Runs every gate on the active model itself (it is both candidate and live model, so
@@ -226,8 +98,13 @@ impl<M: Model> BlueGreen<M> {
         let inner = &*self.inner;
         let _admin = inner.admin.lock();
         let active = inner.active.load_full();
-        let report = inner.run_gates(&active);
+        let report = inner.run_gates(&active, &Actor::Application);
         inner.state.lock().last_validation = Some(report.clone());
+        let _ = inner.audit.fact(|| {
+            record(EventKind::Validation, &active, &Actor::Application)
+                .subject(named(&active))
+                .detail("report", Value::Report(Box::new(report.clone())))
+        });
         report
     }
 
@@ -239,327 +116,362 @@ impl<M: Model> BlueGreen<M> {
     /// instant, and the model that was previous before is retired. If a gate fails, panics
     /// or overruns, or warm-up fails, nothing changes for traffic or for the rollback
     /// target: the candidate stays staged, marked [`SlotState::Failed`], and the error
-    /// carries the report. With a [`Bake`](crate::Bake) configured, the new model then
-    /// bakes. Refused while a canary runs (promote or abort it) or a bake window runs.
+    /// carries the report (with a journal, a candidate its gates refused is banned). With
+    /// a [`Bake`](crate::Bake) configured, the new model then bakes. Refused while a
+    /// canary runs (promote or abort it) or a bake window runs.
     pub fn swap(&self) -> Result<SwapReport> {
-        let inner = &*self.inner;
-        let started = Instant::now();
-        let _admin = inner.admin.lock();
-        let (candidate, report, warm_up, warm_up_calls) = inner.qualify_candidate()?;
-        inner.make_room_for_previous(&candidate)?;
-        Ok(inner.flip_to(candidate, report, warm_up, warm_up_calls, started))
+        self.inner.swap(&Actor::Application)
     }
 
     /// Moves traffic back to the previous model at once, without re-validating it.
     ///
     /// The model rolled back from becomes [`SlotState::RolledBack`]; it is not promoted
-    /// again unless staged anew. A staged candidate (or a running canary) is not touched.
-    /// Fails with [`Error::NothingToRollBack`] when no previous model is loaded. Ends a
-    /// running bake window.
+    /// again unless staged anew (with a journal it is banned: see [`unban`](Self::unban)).
+    /// A staged candidate (or a running canary) is not touched. Fails with
+    /// [`Error::NothingToRollBack`] when no previous model is loaded. Ends a running bake
+    /// window.
     pub fn rollback(&self) -> Result<RollbackReport> {
-        let inner = &*self.inner;
-        let _admin = inner.admin.lock();
-        let mut st = inner.state.lock();
-        inner.roll_back_in(&mut st, |_, _| {})
+        self.inner.rollback(&Actor::Application)
+    }
+
+    /// Lifts every ban on `version` (whatever its content), recorded in the journal with
+    /// who asked; returns how many bans were lifted (0 without a journal, which keeps no
+    /// bans).
+    ///
+    /// A version is banned, with a journal, when it was rolled back (by the bake monitor,
+    /// an operator or the application — not by the watcher following its manifest), when
+    /// its gates refused it, or when it was aborted as a canary. A banned version cannot
+    /// be staged again with the same content, by anyone, across restarts: this is the
+    /// explicit override.
+    pub fn unban(&self, version: &str) -> Result<usize> {
+        self.inner.unban(&Actor::Application, version)
+    }
+
+    /// Compares `identity` — what a version's files hash to now — with the model serving
+    /// under that label. When the active model has that label and was loaded from other
+    /// bytes, the version was **replaced in place**: this is reported in
+    /// [`Status::content_changed`](crate::Status::content_changed), logged, recorded in the
+    /// journal (once per new hash), and returned as [`Error::ContentChanged`]. The model
+    /// keeps serving, and the new bytes are never loaded under the old label (staging it
+    /// is refused as [`Error::VersionInUse`]). `Ok` for any other label, or when either
+    /// side has no hash.
+    ///
+    /// The repository watcher calls this on every look.
+    pub fn check_content(&self, identity: &Identity) -> Result<()> {
+        self.inner.check_content(&Actor::Application, identity)
     }
 }
 
 impl<M: Model> Inner<M> {
-    pub(super) fn refuse_during_canary(&self, st: &State<M>) -> Result<()> {
-        match &st.candidate {
-            Some(s) if s.state == SlotState::Canary => Err(Error::CanaryInProgress {
-                version: s.slot.version.to_string(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Refuses operations that would retire the rollback target of a model baking now.
-    pub(super) fn refuse_during_bake(&self, st: &State<M>) -> Result<()> {
-        let active = self.active.load();
-        match st.baking(active.generation) {
-            Some(_) => Err(Error::BakeInProgress {
-                version: active.version.to_string(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// A slot for a freshly loaded `model`; a panic in its `info` refuses it.
-    pub(super) fn new_slot(&self, model: M, version: &str) -> Result<Slot<M>> {
-        Slot::new(model, version, self.config.timed).map_err(|(model, message)| {
-            self.faults
-                .record(FaultKind::InfoPanicked, Some(version), message.clone());
-            // Its `Drop` may panic too: it is untrusted.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(model))) {
-                self.faults.record(
-                    FaultKind::DropPanicked,
-                    Some(version),
-                    panic_text(payload.as_ref()),
-                );
-            }
-            Error::ModelPanicked {
-                version: version.to_owned(),
-                during: "info",
-                message,
-            }
+    pub(super) fn stage(&self, actor: &Actor, identity: Identity, model: M) -> Result<StageReport> {
+        self.stage_inner(
+            actor,
+            identity,
+            move || Ok::<M, std::convert::Infallible>(model),
+            false,
+        )
+        .map(|report| StageReport {
+            load: None,
+            ..report
         })
     }
 
-    /// The staged candidate, marked validating; or why there is none.
-    pub(super) fn take_candidate(&self) -> Result<Arc<Slot<M>>> {
-        let mut st = self.state.lock();
-        let why = match &mut st.candidate {
-            Some(s) if s.state == SlotState::Staged => {
-                s.state = SlotState::Validating;
-                return Ok(Arc::clone(&s.slot));
-            }
-            Some(s) if s.state == SlotState::Failed => Error::CandidateFailed {
-                version: s.slot.version.to_string(),
-            },
-            Some(s) => not_a_candidate(s),
-            None => no_candidate(&st),
-        };
-        Err(why)
-    }
-
-    /// Puts a candidate taken with `take_candidate` back (an operation gave up on it for
-    /// a reason that is not its fault).
-    pub(super) fn untake_candidate(&self, candidate: &Arc<Slot<M>>) {
-        let mut st = self.state.lock();
-        if let Some(s) = st.candidate.as_mut()
-            && Arc::ptr_eq(&s.slot, candidate)
-        {
-            s.state = SlotState::Staged;
-        }
-        self.publish(&st);
-    }
-
-    /// What `swap` and `start_canary` share: refused during a canary or a bake, then the
-    /// staged candidate taken (marked validating) and qualified. Admin lock held.
-    pub(super) fn qualify_candidate(
+    pub(super) fn stage_with<F, E>(
         &self,
-    ) -> Result<(Arc<Slot<M>>, ValidationReport, Duration, usize)> {
+        actor: &Actor,
+        identity: Identity,
+        load: F,
+    ) -> Result<StageReport>
+    where
+        F: FnOnce() -> std::result::Result<M, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.stage_inner(actor, identity, load, true)
+    }
+
+    fn stage_inner<F, E>(
+        &self,
+        actor: &Actor,
+        identity: Identity,
+        load: F,
+        wait_for_drop: bool,
+    ) -> Result<StageReport>
+    where
+        F: FnOnce() -> std::result::Result<M, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        // Until it is used, the loader (and the model `stage` was given) is disposed of
+        // inside `catch_unwind` whatever refuses the stage: its `Drop` is untrusted.
+        let mut load = Unused::new(load, &self.faults, identity.version());
+        let identity = checked_identity(identity)?;
+        let version = identity.version().to_owned();
+        let _admin = self.admin.lock();
+        let deadline = Instant::now() + self.config.drain_timeout;
+        self.audit.ready()?;
+        if let Err(banned) = self.audit.check_ban(&identity) {
+            let active = self.active.load_full();
+            let _ = self.audit.fact(|| {
+                record(EventKind::Refusal, &active, actor)
+                    .subject(unloaded(&identity))
+                    .reason(banned.to_string())
+            });
+            tracing::warn!(target: "bluegreen", %identity, %actor, "banned version refused");
+            return Err(banned);
+        }
+        let mut retire_previous = self.config.memory_tight;
         {
             let st = self.state.lock();
             self.refuse_during_canary(&st)?;
-            self.refuse_during_bake(&st)?;
-        }
-        let candidate = self.take_candidate()?;
-        // Should anything unwind from here (gate or model code bluegreen did not catch),
-        // the candidate goes back to staged instead of being left validating for good.
-        let guard = StagedAgainOnUnwind {
-            inner: self,
-            candidate: Some(&candidate),
-        };
-        let qualified = self.qualify(&candidate);
-        std::mem::forget(guard);
-        let (report, warm_up, warm_up_calls) = qualified?;
-        Ok((candidate, report, warm_up, warm_up_calls))
-    }
-
-    /// Runs the gates and warm-up on a candidate taken with `take_candidate`. On failure
-    /// the candidate is marked failed and traffic is untouched.
-    pub(super) fn qualify(
-        &self,
-        candidate: &Arc<Slot<M>>,
-    ) -> Result<(ValidationReport, Duration, usize)> {
-        let report = self.run_gates(candidate);
-        if !report.passed() {
-            self.reject(&report);
-            return Err(Error::ValidationFailed(Box::new(report)));
-        }
-        let warm_started = Instant::now();
-        match self.warm(candidate) {
-            Ok(calls) => Ok((report, warm_started.elapsed(), calls)),
-            Err(e) => {
-                self.reject(&report);
-                Err(e)
+            if self.config.memory_tight {
+                self.refuse_during_bake(&st)?;
             }
-        }
-    }
-
-    /// Before a qualified candidate becomes active, the model that was previous until now
-    /// is retired (the old active takes its place). On failure the candidate is staged
-    /// again, unharmed.
-    pub(super) fn make_room_for_previous(&self, candidate: &Arc<Slot<M>>) -> Result<()> {
-        self.retire_previous().inspect_err(|_| {
-            self.untake_candidate(candidate);
-        })
-    }
-
-    /// Retires the previous model (before the active one takes its place).
-    pub(super) fn retire_previous(&self) -> Result<()> {
-        let deadline = Instant::now() + self.config.drain_timeout;
-        self.retire(&[Which::Previous], false, deadline).map(drop)
-    }
-
-    /// The flip: `candidate` becomes active, the old active becomes the previous model.
-    pub(super) fn flip_to(
-        &self,
-        candidate: Arc<Slot<M>>,
-        report: ValidationReport,
-        warm_up: Duration,
-        warm_up_calls: usize,
-        started: Instant,
-    ) -> SwapReport {
-        let mut st = self.state.lock();
-        let flip_started = Instant::now();
-        let old = self.active.swap(Arc::clone(&candidate));
-        let flip = flip_started.elapsed();
-        let from = old.version.to_string();
-        st.candidate = None;
-        debug_assert!(
-            st.previous.is_none(),
-            "the previous model was retired first"
-        );
-        st.previous = Some(Standby::new(old, SlotState::Previous));
-        st.swaps += 1;
-        st.last_validation = Some(report.clone());
-        st.changed();
-        if self.config.bake.is_some() {
-            st.bake = Some(BakeRun {
-                generation: candidate.generation,
-                started: Instant::now(),
-            });
-        }
-        self.publish(&st);
-        let old_holders = st.previous.as_ref().map_or(0, |s| self.holders(&s.slot));
-        drop(st);
-        drop(candidate);
-
-        let report = SwapReport {
-            from,
-            to: report.candidate.clone(),
-            validation: report,
-            warm_up,
-            warm_up_calls,
-            flip,
-            total: started.elapsed(),
-            old_holders,
-        };
-        tracing::info!(target: "bluegreen", from = %report.from, to = %report.to,
-            validation = ?report.validation.elapsed, warm_up = ?warm_up, warm_up_calls,
-            flip = ?flip, old_holders, baking = self.config.bake.is_some(), "swapped");
-        report
-    }
-
-    /// The rollback flip, under the state lock alone (`st` is its guard). `then` runs
-    /// under the same lock, so what it records is never seen apart from the rollback.
-    pub(super) fn roll_back_in(
-        &self,
-        st: &mut State<M>,
-        then: impl FnOnce(&mut State<M>, &RollbackReport),
-    ) -> Result<RollbackReport> {
-        let Some(previous) = st.rollback_target().cloned() else {
-            return Err(Error::NothingToRollBack {
-                standby: st
-                    .previous
-                    .as_ref()
-                    .or(st.candidate.as_ref())
-                    .map(|s| s.state),
-            });
-        };
-        let flip_started = Instant::now();
-        let old = self.active.swap(Arc::clone(&previous));
-        let flip = flip_started.elapsed();
-        let (from, to) = (old.version.to_string(), previous.version.to_string());
-        drop(previous);
-        st.previous = Some(Standby::new(old, SlotState::RolledBack));
-        st.rollbacks += 1;
-        st.bake = None;
-        st.changed();
-        self.publish(st);
-        let old_holders = st.previous.as_ref().map_or(0, |s| self.holders(&s.slot));
-        let report = RollbackReport {
-            from,
-            to,
-            flip,
-            old_holders,
-        };
-        then(st, &report);
-        tracing::warn!(target: "bluegreen", from = %report.from, to = %report.to,
-            flip = ?report.flip, old_holders, "rolled back");
-        Ok(report)
-    }
-
-    pub(super) fn run_gates(&self, candidate: &Arc<Slot<M>>) -> ValidationReport {
-        let live = self.active.load_full();
-        let shadow = self
-            .shadow
-            .as_ref()
-            .and_then(ShadowRuntime::status)
-            .filter(|s| s.version == *candidate.version);
-        let report = crate::validation::run_all(
-            &self.config.validators,
-            candidate,
-            &live,
-            shadow,
-            self.config.validation_deadline,
-            &self.hung,
-            &self.gate_worker,
-        );
-        drop(live);
-        for check in report.checks.iter() {
-            match check.status {
-                crate::validation::validate::CheckStatus::Panicked => self.faults.record(
-                    FaultKind::GatePanicked,
-                    Some(&report.candidate),
-                    format!("gate {}: {}", check.name, check.detail),
-                ),
-                crate::validation::validate::CheckStatus::TimedOut => self.faults.record(
-                    FaultKind::Abandoned,
-                    Some(&report.candidate),
-                    format!("gate {}: {}", check.name, check.detail),
-                ),
+            if self.active.load().version == version {
+                return Err(Error::VersionInUse {
+                    version,
+                    slot: "active",
+                });
+            }
+            match &st.previous {
+                Some(p) if p.state == SlotState::RolledBack => retire_previous = true,
+                Some(p) if !retire_previous && p.slot.version == version => {
+                    return Err(Error::VersionInUse {
+                        version,
+                        slot: "previous",
+                    });
+                }
                 _ => {}
             }
         }
-        if report.passed() {
-            tracing::info!(target: "bluegreen", candidate = %report.candidate,
-                live = %report.live, gates = report.checks.len(), elapsed = ?report.elapsed,
-                "validation passed");
+        let slots: &[Which] = if retire_previous {
+            &[Which::Candidate, Which::Previous]
         } else {
-            tracing::warn!(target: "bluegreen", candidate = %report.candidate,
-                live = %report.live, failed = %report.failure_summary(),
-                elapsed = ?report.elapsed, "validation failed");
+            &[Which::Candidate]
+        };
+        let drained = self.retire_recorded(slots, wait_for_drop, deadline, actor)?;
+        let drain_wait = drained.last().map_or(Duration::ZERO, |(_, wait)| *wait);
+        let retired = drained.into_iter().map(|(v, _)| v).collect();
+        // `stage_with` loads only once the models it replaces are gone — and any model an
+        // earlier operation retired that the retirer is still dropping — waiting for them
+        // until the same deadline; past it, it loads all the same (at most `max_retiring`
+        // models are still in their `Drop` then).
+        if wait_for_drop && !self.retirer.wait_until_empty(deadline) {
+            tracing::warn!(target: "bluegreen", %version, still = ?self.retirer.backlog(),
+                "loading while retired models are still being dropped");
         }
-        report
-    }
-
-    /// Marks the candidate failed after a refused swap.
-    pub(super) fn reject(&self, report: &ValidationReport) {
+        let load_started = Instant::now();
+        let model = match catch_unwind(AssertUnwindSafe(load.take())) {
+            Ok(Ok(model)) => model,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "bluegreen", %version, "candidate failed to load");
+                let error = Error::Load {
+                    version,
+                    source: e.into(),
+                };
+                self.record_load_failure(actor, &identity, &error);
+                return Err(error);
+            }
+            Err(payload) => {
+                let message = panic_text(payload.as_ref());
+                self.faults
+                    .record(FaultKind::LoaderPanicked, Some(&version), message.clone());
+                let error = Error::Load {
+                    version,
+                    source: format!("the loader panicked: {message}").into(),
+                };
+                self.record_load_failure(actor, &identity, &error);
+                return Err(error);
+            }
+        };
+        let load_time = load_started.elapsed();
+        let slot = Arc::new(self.new_slot(model, &version, identity.content())?);
+        let active = self.active.load_full();
+        let committed = self.audit.commit(|| {
+            record(EventKind::Stage, &active, actor)
+                .subject(named(&slot))
+                .detail("load_secs", Value::Num(load_time.as_secs_f64()))
+        });
+        drop(active);
+        if let Err(e) = committed {
+            // Not staged after all: the loaded model goes to the retirer, off this thread.
+            self.discard(slot);
+            return Err(e);
+        }
+        let report = StageReport {
+            version: slot.version.to_string(),
+            generation: slot.generation,
+            retired,
+            drain_wait,
+            load: Some(load_time),
+            #[cfg(feature = "quarantine")]
+            quarantine: None,
+        };
         let mut st = self.state.lock();
-        if let Some(s) = st.candidate.as_mut() {
-            s.state = SlotState::Failed;
-        }
-        st.rejections += 1;
-        st.last_validation = Some(report.clone());
+        st.candidate = Some(Standby::new(slot, SlotState::Staged));
         st.changed();
         self.publish(&st);
+        drop(st);
+        tracing::info!(target: "bluegreen", version = %report.version, generation = report.generation,
+            retired = ?report.retired, %actor, "candidate staged");
+        Ok(report)
     }
-}
 
-/// Why there is no candidate to validate or swap: nothing staged, or only the previous
-/// model in standby.
-fn no_candidate<M: Model>(st: &State<M>) -> Error {
-    match &st.previous {
-        Some(p) => not_a_candidate(p),
-        None => Error::NothingStaged,
+    fn record_load_failure(&self, actor: &Actor, identity: &Identity, error: &Error) {
+        let active = self.active.load_full();
+        let _ = self.audit.fact(|| {
+            record(EventKind::LoadFailed, &active, actor)
+                .subject(unloaded(identity))
+                .reason(error.to_string())
+        });
     }
-}
 
-/// Puts a candidate taken for qualification back to staged if qualification unwinds.
-struct StagedAgainOnUnwind<'a, M: Model> {
-    inner: &'a Inner<M>,
-    candidate: Option<&'a Arc<Slot<M>>>,
-}
-
-impl<M: Model> Drop for StagedAgainOnUnwind<'_, M> {
-    fn drop(&mut self) {
-        if let Some(candidate) = self.candidate.take() {
-            self.inner.untake_candidate(candidate);
+    /// Retires the models in `slots` and records each; a record that cannot be written
+    /// stops the operation (the journal is then degraded and refuses what follows).
+    pub(super) fn retire_recorded(
+        &self,
+        slots: &[Which],
+        wait_for_drop: bool,
+        deadline: Instant,
+        actor: &Actor,
+    ) -> Result<Vec<(String, Duration)>> {
+        // Their names only: holding the slots would keep them from draining.
+        let subjects: Vec<Named> = {
+            let st = self.state.lock();
+            slots
+                .iter()
+                .filter_map(|&w| st.slot(w).map(|s| named(&s.slot)))
+                .collect()
+        };
+        let retired = self.retire(slots, wait_for_drop, deadline)?;
+        let active = self.active.load_full();
+        for ((_, drained), subject) in retired.iter().zip(subjects) {
+            self.audit.fact(|| {
+                record(EventKind::Retire, &active, actor)
+                    .subject(subject)
+                    .detail("drain_secs", Value::Num(drained.as_secs_f64()))
+            })?;
         }
+        Ok(retired)
+    }
+
+    /// Retires the previous model (before the active one takes its place).
+    pub(super) fn retire_previous(&self, actor: &Actor) -> Result<()> {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        self.retire_recorded(&[Which::Previous], false, deadline, actor)
+            .map(drop)
+    }
+
+    pub(super) fn unstage(&self, actor: &Actor) -> Result<Option<String>> {
+        let _admin = self.admin.lock();
+        self.audit.ready()?;
+        let which = {
+            let st = self.state.lock();
+            self.refuse_during_canary(&st)?;
+            if st.candidate.is_some() {
+                Which::Candidate
+            } else {
+                self.refuse_during_bake(&st)?;
+                Which::Previous
+            }
+        };
+        let deadline = Instant::now() + self.config.drain_timeout;
+        let retired = self.retire_recorded(&[which], true, deadline, actor)?;
+        Ok(retired.into_iter().next().map(|(v, _)| v))
+    }
+
+    pub(super) fn validate(&self, actor: &Actor) -> Result<ValidationReport> {
+        let _admin = self.admin.lock();
+        self.audit.ready()?;
+        let candidate = {
+            let st = self.state.lock();
+            match &st.candidate {
+                Some(s) if matches!(s.state, SlotState::Staged | SlotState::Failed) => {
+                    Arc::clone(&s.slot)
+                }
+                Some(s) => return Err(not_a_candidate(s)),
+                None => return Err(super::flip::no_candidate(&st)),
+            }
+        };
+        let report = self.run_gates(&candidate, actor);
+        self.state.lock().last_validation = Some(report.clone());
+        let active = self.active.load_full();
+        // A dry run decides nothing: if its row cannot be written now it stays pending.
+        let _ = self.audit.fact(|| {
+            record(EventKind::Validation, &active, actor)
+                .subject(named(&candidate))
+                .detail("report", Value::Report(Box::new(report.clone())))
+        });
+        Ok(report)
+    }
+
+    pub(super) fn unban(&self, actor: &Actor, version: &str) -> Result<usize> {
+        let _admin = self.admin.lock();
+        self.audit.ready()?;
+        let lifted = self.audit.bans_on(version);
+        if lifted == 0 {
+            return Ok(0);
+        }
+        let active = self.active.load_full();
+        self.audit.commit(|| {
+            record(EventKind::Unban, &active, actor).subject(Named {
+                version: version.to_owned(),
+                content: None,
+                generation: 0,
+            })
+        })?;
+        tracing::warn!(target: "bluegreen", %version, %actor, bans = lifted, "version unbanned");
+        Ok(lifted)
+    }
+
+    pub(super) fn check_content(&self, actor: &Actor, identity: &Identity) -> Result<()> {
+        let active = self.active.load_full();
+        let (Some(loaded), Some(found)) = (active.content, identity.content()) else {
+            return Ok(());
+        };
+        if active.version != identity.version() || loaded == found {
+            return Ok(());
+        }
+        let error = Error::ContentChanged {
+            version: identity.version().to_owned(),
+            expected: loaded,
+            found,
+            at_start: false,
+        };
+        let mut st = self.state.lock();
+        let known = st
+            .content_changed
+            .as_ref()
+            .is_some_and(|(g, c)| *g == active.generation && c.found == found);
+        if !known {
+            st.content_changed = Some((
+                active.generation,
+                ContentChange {
+                    version: active.version.to_owned(),
+                    loaded,
+                    found,
+                    since: SystemTime::now(),
+                },
+            ));
+            drop(st);
+            tracing::error!(target: "bluegreen", version = %active.version,
+                loaded = %loaded, found = %found,
+                "the live version's files were replaced in place; the model loaded before keeps serving");
+            let _ = self.audit.fact(|| {
+                record(EventKind::ContentChanged, &active, actor)
+                    .subject(named(&active))
+                    .reason(error.to_string())
+                    .detail("found", Value::Text(found.to_string()))
+            });
+        }
+        Err(error)
+    }
+}
+
+/// A row's view of a model that is not loaded (refused before or while loading).
+pub(super) fn unloaded(identity: &Identity) -> Named {
+    Named {
+        version: identity.version().to_owned(),
+        content: identity.content(),
+        generation: 0,
     }
 }
 

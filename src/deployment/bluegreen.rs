@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
+use super::audit::Audit;
 use super::builder::{Builder, Config};
 use super::error::{Error, Result};
 use super::faults::FaultLog;
@@ -15,7 +16,7 @@ use super::monitor::Monitor;
 use super::retire::Retirer;
 use super::state::State;
 use crate::model::Model;
-use crate::slot::{Hung, Slot};
+use crate::slot::{Hung, Identity, Slot};
 use crate::traffic::routing::Sessions;
 use crate::traffic::shadow::ShadowRuntime;
 use crate::validation::GateWorker;
@@ -113,6 +114,8 @@ pub(super) struct Inner<M: Model> {
     /// Candidate and previous slots, counters; held only briefly (the flips happen under
     /// it), so `status()` never waits on a swap.
     pub(super) state: Mutex<State<M>>,
+    /// Signalled when a rollback claimed in the state (`BakeRun::claimed`) is done.
+    pub(super) claim_released: Condvar,
     pub(super) config: Config<M>,
     /// Faults caught on bluegreen's threads.
     pub(super) faults: Arc<FaultLog>,
@@ -122,6 +125,8 @@ pub(super) struct Inner<M: Model> {
     pub(super) gate_worker: GateWorker,
     /// The thread that calls the automatic-rollback hook, when one is configured.
     pub(super) hooks: Option<Hooks>,
+    /// The journal (when configured) and the bans in force.
+    pub(super) audit: Audit,
     /// Declared last: dropped after everything that may hold a model, so it releases the
     /// final references.
     pub(super) retirer: Retirer<M>,
@@ -134,7 +139,7 @@ pub(super) struct CanaryRoute<M: Model> {
 
 impl<M: Model> BlueGreen<M> {
     /// A deployment with default settings and no gates.
-    pub fn new(version: impl Into<String>, model: M) -> Result<Self> {
+    pub fn new(version: impl Into<Identity>, model: M) -> Result<Self> {
         Builder::default().build(version, model)
     }
 
@@ -195,6 +200,17 @@ impl<M: Model> std::fmt::Debug for BlueGreen<M> {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// `identity` with its label checked.
+pub(super) fn checked_identity(identity: Identity) -> Result<Identity> {
+    let (version, content) = identity.into_parts();
+    let version = checked_version(version)?;
+    let identity = Identity::new(String::from(version));
+    Ok(match content {
+        Some(h) => identity.with_content(h),
+        None => identity,
+    })
 }
 
 pub(super) fn checked_version(version: String) -> Result<Box<str>> {

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
-use super::bluegreen::{BlueGreen, Inner, checked_version};
+use super::actor::Actor;
+use super::audit::{Audit, named, record};
+use super::bluegreen::{BlueGreen, Inner, checked_identity};
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
 use super::hooks::Hooks;
@@ -16,8 +18,9 @@ use super::monitor::Monitor;
 use super::retire::Retirer;
 use super::state::State;
 use super::warmup::warm;
+use crate::journal::EventKind;
 use crate::model::Model;
-use crate::slot::{Hung, Slot};
+use crate::slot::{Hung, Identity, Slot};
 use crate::traffic::bake::{AutoRollback, Bake};
 use crate::traffic::routing::{Affinity, Sessions};
 use crate::traffic::shadow::{OnPanic, Shadow, ShadowPanic, ShadowRuntime};
@@ -42,6 +45,9 @@ pub(super) struct Config<M: Model> {
 
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
 pub struct Builder<M: Model> {
+    pub(super) name: String,
+    #[cfg(feature = "journal")]
+    pub(super) journal: Option<super::resume::JournalSetup>,
     validators: Vec<Arc<dyn Validator<M>>>,
     validation_deadline: Duration,
     warmup: Vec<M::Input>,
@@ -62,6 +68,9 @@ pub struct Builder<M: Model> {
 impl<M: Model> Default for Builder<M> {
     fn default() -> Self {
         Self {
+            name: "default".to_owned(),
+            #[cfg(feature = "journal")]
+            journal: None,
             validators: Vec::new(),
             validation_deadline: Duration::from_secs(60),
             warmup: Vec::new(),
@@ -82,6 +91,13 @@ impl<M: Model> Default for Builder<M> {
 }
 
 impl<M: Model> Builder<M> {
+    /// Names the deployment (default `"default"`): the `model` column of its journal
+    /// rows, so one journal file can serve several deployments, and a field of its logs.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Adds a gate every candidate must pass before [`swap`](BlueGreen::swap) flips
     /// traffic. Gates run in the order they were added.
     pub fn validator(mut self, validator: impl Validator<M>) -> Self {
@@ -211,10 +227,28 @@ impl<M: Model> Builder<M> {
         self
     }
 
-    /// Starts the deployment with `model` active under the label `version`, after warming
-    /// it (see [`warmup_samples`](Self::warmup_samples)).
-    pub fn build(self, version: impl Into<String>, model: M) -> Result<BlueGreen<M>> {
-        let version = checked_version(version.into())?;
+    /// Starts the deployment with `model` active as `identity` (a version label, or an
+    /// [`Identity`] with the hash of its bytes), after warming it (see
+    /// [`warmup_samples`](Self::warmup_samples)).
+    ///
+    /// With a journal (`Builder::journal`, feature `journal`): refused with [`Error::Banned`] for a banned
+    /// identity, and with [`Error::ContentChanged`] when `identity` has the label the
+    /// journal last recorded as live but other bytes (the version was replaced in place:
+    /// pick another version, e.g. from `journal::Resume::live_history`).
+    /// A journal that cannot be written at start does not stop the deployment: the `start`
+    /// row stays pending and admin operations are refused until it is written.
+    #[cfg_attr(not(feature = "journal"), allow(unused_mut))]
+    pub fn build(mut self, identity: impl Into<Identity>, model: M) -> Result<BlueGreen<M>> {
+        let identity = checked_identity(identity.into())?;
+        let version = identity.version().to_owned();
+        let audit = Audit {
+            #[cfg(feature = "journal")]
+            journal: match self.journal.take() {
+                Some(setup) => Some(setup.open(&self.name, &identity, self.shutdown_timeout)?),
+                None => None,
+            },
+            name: std::mem::take(&mut self.name),
+        };
         let timed = self.track_latency || self.bake.as_ref().is_some_and(Bake::times_calls);
         let config = Config {
             validators: self.validators,
@@ -239,18 +273,18 @@ impl<M: Model> Builder<M> {
                 format!("{what}: {message}"),
             );
         }));
-        let slot = match Slot::new(model, &version, timed) {
+        let slot = match Slot::new(model, &version, identity.content(), timed) {
             Ok(slot) => Arc::new(slot),
             Err((model, message)) => {
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(model)));
                 return Err(Error::ModelPanicked {
-                    version: version.into(),
+                    version,
                     during: "info",
                     message,
                 });
             }
         };
-        if let Err(e) = warm(&config, &hung, &faults, &gate_worker, &slot) {
+        if let Err(e) = warm(&config, &hung, &faults, &gate_worker, &slot, &|_| {}) {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
                 tracing::error!(target: "bluegreen", panic = %panic_text(payload.as_ref()),
                     "the refused initial model's drop panicked");
@@ -286,18 +320,28 @@ impl<M: Model> Builder<M> {
             shadow,
             admin: Mutex::new(()),
             state: Mutex::new(State::new()),
+            claim_released: Condvar::new(),
             config,
             faults,
             hung,
             gate_worker,
             hooks,
+            audit,
             retirer,
         });
+        let active = inner.active.load_full();
+        // The start is a fact: if it cannot be written now it stays pending, and admin
+        // operations are refused until it is.
+        let _ = inner.audit.fact(|| {
+            record(EventKind::Start, &active, &Actor::Application).subject(named(&active))
+        });
+        drop(active);
         let monitor = match &inner.config.bake {
             Some(bake) => Some(Monitor::start(Arc::clone(&inner), bake.check_every)?),
             None => None,
         };
-        tracing::info!(target: "bluegreen", version = %inner.active.load().version, "deployment started");
+        tracing::info!(target: "bluegreen", name = %inner.audit.name,
+            version = %inner.active.load().version, "deployment started");
         Ok(BlueGreen { inner, monitor })
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::status::SlotState;
+use crate::slot::ContentHash;
 use crate::validation::validate::ValidationReport;
 
 /// Why an admin operation was refused. The live model keeps serving in every case.
@@ -163,6 +164,49 @@ pub enum Error {
         message: String,
     },
 
+    /// The version (with this content) is banned by the journal: it was rolled back,
+    /// refused by its gates or aborted as a canary. Lift the ban with
+    /// [`unban`](crate::BlueGreen::unban), or publish new content (a new hash is a new
+    /// candidate).
+    #[error(
+        "version {version}{} is banned ({reason}); unban it explicitly or publish new content",
+        content.map(|h| format!(" (content {})", h.short())).unwrap_or_default()
+    )]
+    Banned {
+        /// The banned label.
+        version: String,
+        /// The banned content hash (`None` for a label staged without one).
+        content: Option<ContentHash>,
+        /// Why it was banned, by whom.
+        reason: String,
+    },
+
+    /// A version's files no longer hash to what was loaded (or, at start-up, to what the
+    /// journal recorded as live under this label): it was replaced in place. The new bytes
+    /// are not loaded under the old label.
+    #[error(
+        "version {version} was replaced in place: {} recorded content {}, its files now hash to {}; publish the new bytes under a new version label",
+        if *.at_start { "the journal" } else { "the loaded model has" },
+        .expected.short(),
+        .found.short()
+    )]
+    ContentChanged {
+        /// The label.
+        version: String,
+        /// The content loaded (or recorded as live).
+        expected: ContentHash,
+        /// What its files hash to now.
+        found: ContentHash,
+        /// Whether this was found at start-up, against the journal.
+        at_start: bool,
+    },
+
+    /// The journal could not record the decision, so it was not taken (see the
+    /// [journal docs](crate::journal#when-the-journal-cannot-be-written)). The live model
+    /// keeps serving.
+    #[cfg(feature = "journal")]
+    #[error("not done: the journal could not record it: {0}")]
+    Journal(#[from] crate::journal::JournalError),
     /// The candidate was refused in quarantine (see
     /// [`stage_quarantined`](crate::BlueGreen::stage_quarantined)): the report's
     /// [`refusal`](crate::quarantine::QuarantineReport::refusal) names the cause. It was

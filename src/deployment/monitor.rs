@@ -11,10 +11,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::actor::Actor;
+use super::audit::{Audit, named, record};
 use super::bluegreen::Inner;
 use super::error::{Error, Result};
 use super::faults::{FaultKind, panic_text};
 use super::state::BakeRun;
+use crate::journal::{EventKind, Value};
 use crate::model::Model;
 use crate::traffic::bake::AutoRollback;
 
@@ -73,7 +76,9 @@ impl<M: Model> Inner<M> {
         };
         let (run, active, previous) = {
             let mut st = self.state.lock();
-            let Some(run) = st.bake else { return };
+            let Some(run) = st.bake.filter(|b| !b.claimed) else {
+                return;
+            };
             let active = self.active.load_full();
             if active.generation != run.generation {
                 st.bake = None;
@@ -90,13 +95,19 @@ impl<M: Model> Inner<M> {
             self.auto_rollback(run, reason);
         } else if bake.passed(run.started.elapsed(), &now) {
             let mut st = self.state.lock();
-            if st.baking(run.generation).is_some() {
+            if st.baking(run.generation).is_some_and(|b| !b.claimed) {
                 st.bake = None;
                 st.changed();
                 drop(st);
                 tracing::info!(target: "bluegreen", version = %active.version,
                     requests = now.requests, errors = now.errors, elapsed = ?run.started.elapsed(),
                     "bake passed; version is stable");
+                self.audit.note(|| {
+                    record(EventKind::BakePassed, &active, &Actor::Bake)
+                        .subject(named(&active))
+                        .detail("requests", Value::Num(now.requests as f64))
+                        .detail("errors", Value::Num(now.errors as f64))
+                });
             }
         }
     }
@@ -104,9 +115,36 @@ impl<M: Model> Inner<M> {
     fn auto_rollback(&self, run: BakeRun, reason: String) {
         let mut st = self.state.lock();
         // Only if that bake still runs: a manual rollback may have won the race.
-        if st.baking(run.generation).is_none() {
+        if st.baking(run.generation).is_none_or(|b| b.claimed) {
             return;
         }
+        let (Some(target), from) = (st.rollback_target().cloned(), self.active.load_full()) else {
+            return;
+        };
+        self.claim(&mut st, run.generation);
+        drop(st);
+        // Recorded first, so that a crash right after the flip still resumes on the model
+        // rolled back to — but waiting for the disk at most a moment: a slow journal never
+        // keeps a bad model serving (the row then stays pending).
+        if let Err(e) = self.audit.fact_within(
+            || {
+                record(EventKind::AutoRollback, &target, &Actor::Bake)
+                    .subject(named(&from))
+                    .from(named(&from))
+                    .ban(true)
+                    .reason(reason.clone())
+                    .detail(
+                        "after_secs",
+                        Value::Num(run.started.elapsed().as_secs_f64()),
+                    )
+            },
+            Audit::auto_rollback_wait(),
+        ) {
+            tracing::error!(target: "bluegreen", %reason, error = %e,
+                "automatic rollback not recorded yet; rolling back anyway");
+        }
+        drop((target, from));
+        let mut st = self.state.lock();
         let record = self.roll_back_in(&mut st, |st, report| {
             let record = AutoRollback {
                 from: report.from.clone(),
@@ -118,6 +156,7 @@ impl<M: Model> Inner<M> {
             st.auto_rollbacks += 1;
             st.last_auto_rollback = Some(record);
         });
+        self.claim_released.notify_all();
         let record = match record {
             Ok(_) => st.last_auto_rollback.clone(),
             Err(e) => {

@@ -254,6 +254,11 @@ impl<M: Model> Active<'_, M> {
         self.slot.generation
     }
 
+    /// The hash of the bytes the pinned model was loaded from, when it was staged with one.
+    pub fn content(&self) -> Option<crate::slot::ContentHash> {
+        self.slot.content
+    }
+
     /// The pinned model itself (calls made directly are not counted in statistics).
     pub fn model(&self) -> &M {
         &self.slot.model

@@ -258,6 +258,18 @@ fn release<M: Model>(slot: Arc<Slot<M>>, faults: &FaultLog) {
 }
 
 impl<M: Model> Inner<M> {
+    /// Hands a model that was never placed in a slot (loaded, then refused) to the
+    /// retirer, so that its `Drop` runs there; nothing else holds it.
+    pub(super) fn discard(&self, slot: Arc<Slot<M>>) {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        if let Err(pending) = self.retirer.wait_for_room(deadline) {
+            tracing::warn!(target: "bluegreen", version = %slot.version, backlog = pending.len(),
+                "retirer backlog full; handing a refused model over anyway");
+        }
+        self.retirer.reserve(&slot);
+        drop(self.retirer.send(slot));
+    }
+
     /// Retires the models in `slots`, together and all or nothing: withdraws every route
     /// to them, waits for their calls and pins to drain (references held by abandoned work
     /// are not waited for), then hands them to the retirer — with `wait_for_drop`, waiting

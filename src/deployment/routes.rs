@@ -5,10 +5,13 @@
 
 use std::sync::Arc;
 
+use super::actor::Actor;
+use super::audit::record;
 use super::bluegreen::{CanaryRoute, Inner};
 use super::faults::FaultKind;
 use super::state::State;
 use super::status::SlotState;
+use crate::journal::{EventKind, Named};
 use crate::model::Model;
 use crate::slot::Slot;
 
@@ -93,14 +96,22 @@ impl<M: Model> Inner<M> {
             .as_ref()
             .and_then(|s| s.abandon_if_hung(&self.hung))
         {
-            self.faults.record(
-                FaultKind::Abandoned,
-                Some(a.version),
-                format!(
-                    "mirrored call on candidate {} hung for {:?}",
-                    a.version, a.after
-                ),
+            let what = format!(
+                "mirrored call on candidate {} hung for {:?}",
+                a.version, a.after
             );
+            self.faults
+                .record(FaultKind::Abandoned, Some(a.version), what.clone());
+            let live = self.active.load_full();
+            self.audit.note(|| {
+                record(EventKind::Abandon, &live, &Actor::Application)
+                    .subject(Named {
+                        version: a.version.to_owned(),
+                        content: None,
+                        generation: 0,
+                    })
+                    .reason(what)
+            });
         }
     }
 }

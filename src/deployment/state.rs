@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::error::Error;
-use super::status::SlotState;
+use super::status::{ContentChange, SlotState};
 use crate::model::Model;
 use crate::slot::Slot;
 use crate::traffic::bake::AutoRollback;
@@ -34,6 +34,8 @@ pub(super) struct State<M: Model> {
     pub(super) last_validation: Option<ValidationReport>,
     pub(super) last_auto_rollback: Option<AutoRollback>,
     pub(super) bake: Option<BakeRun>,
+    /// The files of the model with this generation were found replaced in place.
+    pub(super) content_changed: Option<(u64, ContentChange)>,
     pub(super) last_change: SystemTime,
     #[cfg(feature = "quarantine")]
     pub(super) quarantine_refusals: u64,
@@ -61,6 +63,7 @@ impl<M: Model> State<M> {
             last_validation: None,
             last_auto_rollback: None,
             bake: None,
+            content_changed: None,
             last_change: SystemTime::now(),
             #[cfg(feature = "quarantine")]
             quarantine_refusals: 0,
@@ -133,6 +136,19 @@ impl<M: Model> Standby<M> {
 pub(super) struct BakeRun {
     pub(super) generation: u64,
     pub(super) started: Instant,
+    /// A rollback out of this bake is being recorded in the journal (outside the state
+    /// lock): the monitor does not judge it meanwhile, and another rollback waits.
+    pub(super) claimed: bool,
+}
+
+impl BakeRun {
+    pub(super) fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            started: Instant::now(),
+            claimed: false,
+        }
+    }
 }
 
 pub(super) fn not_a_candidate<M: Model>(s: &Standby<M>) -> Error {

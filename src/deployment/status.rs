@@ -1,16 +1,15 @@
 //! Snapshots of a deployment's state: [`Status`], [`SlotStatus`], [`SlotState`].
 
 use std::fmt;
-use std::time::SystemTime;
-
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use super::bluegreen::BlueGreen;
 use super::faults::Faults;
 use super::state::Standby;
 use crate::model::Model;
 use crate::model::ModelInfo;
-use crate::slot::Slot;
+use crate::slot::{ContentHash, Slot};
 use crate::traffic::bake::{AutoRollback, BakeStatus};
 use crate::traffic::routing::Sessions;
 use crate::traffic::shadow::ShadowRuntime;
@@ -64,6 +63,9 @@ pub struct SlotStatus {
     pub version: String,
     /// Process-wide unique, increasing id of this load (two loads of one version differ).
     pub generation: u64,
+    /// The hash of the bytes it was loaded from, when it was staged with one (see
+    /// [`Identity`](crate::Identity)).
+    pub content: Option<ContentHash>,
     /// What the slot is doing.
     pub state: SlotState,
     /// Calls running on this model right now.
@@ -140,6 +142,12 @@ pub struct Status {
     pub shadow: Option<ShadowStatus>,
     /// Sessions remembered for affinity (when configured).
     pub sessions: Option<usize>,
+    /// The active version's files were found replaced in place (see
+    /// [`BlueGreen::check_content`](crate::BlueGreen::check_content)): the model serving is
+    /// not what its folder now holds.
+    pub content_changed: Option<ContentChange>,
+    /// The journal, when one is configured (`Builder::journal`, feature `journal`).
+    pub journal: Option<JournalStatus>,
     /// Candidates refused in quarantine.
     #[cfg(feature = "quarantine")]
     pub quarantine_refusals: u64,
@@ -153,6 +161,53 @@ pub struct Status {
         serde(serialize_with = "crate::serde_util::unix_secs")
     )]
     pub last_change: SystemTime,
+}
+
+/// A live version whose files changed under it, in [`Status::content_changed`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentChange {
+    /// The version label.
+    pub version: String,
+    /// The content the serving model was loaded from.
+    pub loaded: ContentHash,
+    /// What the version's files hash to now.
+    pub found: ContentHash,
+    /// When it was noticed.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::unix_secs")
+    )]
+    pub since: SystemTime,
+}
+
+/// How the journal is doing, in [`Status::journal`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalStatus {
+    /// The database file.
+    pub path: PathBuf,
+    /// Nothing pending and the last write succeeded.
+    pub healthy: bool,
+    /// Rows written by this deployment.
+    pub written: u64,
+    /// Rows about things that happened, not written yet; while any are, admin operations
+    /// are refused (see the `journal` module docs).
+    pub pending: usize,
+    /// Write attempts that failed.
+    pub failed_writes: u64,
+    /// Rows dropped because too many were pending (never expected).
+    pub lost: u64,
+    /// The last write error, until a write succeeds.
+    pub last_error: Option<String>,
+    /// When it happened.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::opt_unix_secs")
+    )]
+    pub last_error_at: Option<SystemTime>,
+    /// Bans in force.
+    pub bans: usize,
 }
 
 /// A model on its way out, in [`Status::retiring`].
@@ -242,6 +297,23 @@ impl fmt::Display for Status {
         if self.faults.total > 0 {
             writeln!(f, "faults caught: {}", self.faults.total)?;
         }
+        if let Some(c) = &self.content_changed {
+            writeln!(
+                f,
+                "content changed: {} was loaded from {}, its files now hash to {}",
+                c.version,
+                c.loaded.short(),
+                c.found.short()
+            )?;
+        }
+        if let Some(j) = self.journal.as_ref().filter(|j| !j.healthy) {
+            writeln!(
+                f,
+                "journal degraded: {} pending, last error: {}",
+                j.pending,
+                j.last_error.as_deref().unwrap_or("-")
+            )?;
+        }
         if let Some(r) = &self.last_auto_rollback {
             writeln!(
                 f,
@@ -268,6 +340,7 @@ impl<M: Model> BlueGreen<M> {
             SlotState::Active
         };
         let active_status = slot_status(&active, active_state, None);
+        let active_generation = active.generation;
         let bake = baking.map(|b| {
             let o = active.observed();
             BakeStatus {
@@ -328,6 +401,12 @@ impl<M: Model> BlueGreen<M> {
             canary_percent,
             shadow: inner.shadow.as_ref().and_then(ShadowRuntime::status),
             sessions: inner.sessions.as_ref().map(Sessions::len),
+            content_changed: st
+                .content_changed
+                .as_ref()
+                .filter(|(generation, _)| *generation == active_generation)
+                .map(|(_, c)| c.clone()),
+            journal: inner.audit.status(),
             last_change: st.last_change,
             #[cfg(feature = "quarantine")]
             quarantine_refusals: st.quarantine_refusals,
@@ -347,6 +426,7 @@ pub(super) fn slot_status<M: Model>(
     SlotStatus {
         version: slot.version.to_string(),
         generation: slot.generation,
+        content: slot.content,
         state,
         in_flight: t.in_flight(),
         holders,

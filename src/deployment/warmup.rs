@@ -18,20 +18,25 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::actor::Actor;
+use super::audit::{named, record};
 use super::builder::Config;
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
+use crate::journal::EventKind;
 use crate::model::Model;
 use crate::slot::{Hung, HungWork, Slot};
 use crate::validation::{GateWorker, Supervised};
 
-/// Warms `slot`; returns how many calls the model made.
+/// Warms `slot`; returns how many calls the model made. `abandoned` hears of a warm-up
+/// that overran its deadline (what hung).
 pub(super) fn warm<M: Model>(
     config: &Config<M>,
     hung: &Hung,
     faults: &FaultLog,
     worker: &GateWorker,
     slot: &Arc<Slot<M>>,
+    abandoned: &dyn Fn(&str),
 ) -> Result<usize> {
     let (samples, source) = if config.warmup.is_empty() {
         // Gate code, on the admin thread: a gate that panics offering inputs offers none.
@@ -96,14 +101,12 @@ pub(super) fn warm<M: Model>(
                     &held,
                 );
             }
-            faults.record(
-                FaultKind::Abandoned,
-                Some(slot.version),
-                format!(
-                    "{what} overran its deadline of {:?}",
-                    config.warmup_deadline
-                ),
+            let message = format!(
+                "{what} overran its deadline of {:?}",
+                config.warmup_deadline
             );
+            faults.record(FaultKind::Abandoned, Some(slot.version), message.clone());
+            abandoned(&message);
             format!("exceeded its deadline of {:?}", config.warmup_deadline)
         }
         Supervised::NotStarted(e) => format!("could not start: {e}"),
@@ -116,14 +119,23 @@ pub(super) fn warm<M: Model>(
 }
 
 impl<M: Model> super::bluegreen::Inner<M> {
-    /// Warms a candidate (see the module docs).
-    pub(super) fn warm(&self, slot: &Arc<Slot<M>>) -> Result<usize> {
+    /// Warms a candidate (see the module docs); a warm-up abandoned is journaled.
+    pub(super) fn warm(&self, slot: &Arc<Slot<M>>, actor: &Actor) -> Result<usize> {
+        let abandoned = |what: &str| {
+            let live = self.active.load_full();
+            self.audit.note(|| {
+                record(EventKind::Abandon, &live, actor)
+                    .subject(named(slot))
+                    .reason(what)
+            });
+        };
         warm(
             &self.config,
             &self.hung,
             &self.faults,
             &self.gate_worker,
             slot,
+            &abandoned,
         )
     }
 }

@@ -29,6 +29,14 @@
 //! Re-writing the marker of a version (a new modification time) tells the watcher the
 //! version was published again, e.g. after fixing a broken upload; it is then retried.
 //!
+//! # Content identity
+//!
+//! A version is its name **and** its bytes: [`Repository::identity`] hashes every file of
+//! a version directory (BLAKE3; the marker and hidden files left out) into an
+//! [`Identity`] to stage it with, so a version folder replaced in place — new bytes, same
+//! name — is told from the one loaded ([`BlueGreen::check_content`](crate::BlueGreen::check_content)),
+//! and a ban in the journal holds for the bytes it was given, not for a fixed re-upload.
+//!
 //! # Version names and order
 //!
 //! A version name is 1–128 characters from `A–Z a–z 0–9 . _ -`, not starting with `.`.
@@ -41,6 +49,11 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+#[cfg(feature = "watch")]
+use super::content::FileStamp;
+use super::content::{self, ContentError};
+use crate::slot::Identity;
 
 /// The default completion marker's file name.
 pub const DEFAULT_MARKER: &str = "READY";
@@ -70,6 +83,15 @@ pub enum RepositoryError {
         version: String,
         /// Where it was looked for.
         path: PathBuf,
+    },
+    /// A version directory's content cannot be hashed: it is deeper or has more files
+    /// than a model version plausibly has (a symlink loop, the wrong mount).
+    #[error("cannot hash {}: {reason}", path.display())]
+    TooLarge {
+        /// The directory.
+        path: PathBuf,
+        /// What limit it passed.
+        reason: String,
     },
     /// A file or directory could not be read.
     #[error("cannot read {}: {source}", path.display())]
@@ -278,6 +300,45 @@ impl Repository {
             }))
     }
 
+    /// The identity of `dir`: its version name and the hash of its files (see the [module
+    /// docs](self#content-identity)). Reads every file once; use it with
+    /// [`stage_with`](crate::BlueGreen::stage_with) so the deployment knows what it loaded.
+    ///
+    /// ```
+    /// use bluegreen::repository::Repository;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let repo = Repository::new(dir.path());
+    /// std::fs::create_dir(dir.path().join("1"))?;
+    /// std::fs::write(dir.path().join("1/model.onnx"), b"weights")?;
+    /// repo.mark_complete("1")?;
+    /// let before = repo.identity(&repo.version("1")?)?;
+    /// assert_eq!(before.version(), "1");
+    ///
+    /// repo.mark_complete("1")?; // re-marking changes nothing that is hashed
+    /// assert_eq!(repo.identity(&repo.version("1")?)?, before);
+    /// std::fs::write(dir.path().join("1/model.onnx"), b"other weights")?;
+    /// assert_ne!(repo.identity(&repo.version("1")?)?, before, "replaced in place");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RepositoryError::Io`] when a file cannot be read, [`RepositoryError::TooLarge`]
+    /// past the limits.
+    pub fn identity(&self, dir: &VersionDir) -> Result<Identity, RepositoryError> {
+        let files = content::files(&dir.path, &self.marker).map_err(repository_error)?;
+        let hash = content::hash(&files).map_err(repository_error)?;
+        Ok(Identity::new(dir.version.clone()).with_content(hash))
+    }
+
+    /// A cheap fingerprint of `dir`'s files — names, sizes, modification times — that
+    /// changes whenever what [`identity`](Self::identity) hashes is likely to.
+    #[cfg(feature = "watch")]
+    pub(crate) fn fingerprint(&self, dir: &VersionDir) -> Result<Vec<FileStamp>, RepositoryError> {
+        let files = content::files(&dir.path, &self.marker).map_err(repository_error)?;
+        Ok(files.into_iter().map(|(_, stamp)| stamp).collect())
+    }
+
     fn describe(&self, version: String, path: PathBuf) -> VersionDir {
         let marker = fs::metadata(path.join(&self.marker))
             .ok()
@@ -309,6 +370,13 @@ impl From<&Path> for Repository {
 impl From<&str> for Repository {
     fn from(root: &str) -> Self {
         Self::new(root)
+    }
+}
+
+fn repository_error(e: ContentError) -> RepositoryError {
+    match e {
+        ContentError::Io(path, source) => RepositoryError::Io { path, source },
+        ContentError::TooLarge(path, reason) => RepositoryError::TooLarge { path, reason },
     }
 }
 

@@ -5,6 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::identity::ContentHash;
 use super::stats::{Histogram, SlotStats, Totals};
 use crate::model::{Model, ModelInfo};
 
@@ -17,6 +18,8 @@ pub(crate) struct Slot<M: Model> {
     /// Unique in the process, increasing; tells two loads of one version apart (and lets
     /// gates cache results per loaded model).
     pub(crate) generation: u64,
+    /// The hash of the bytes it was loaded from, when the stager said (see `identity.rs`).
+    pub(crate) content: Option<ContentHash>,
     pub(crate) info: ModelInfo,
     pub(crate) loaded_at: SystemTime,
     /// Whether calls are timed (only when something needs latency: a bake limit).
@@ -28,7 +31,12 @@ impl<M: Model> Slot<M> {
     /// A slot for `model`, asking it for its [`info`](Model::info) once. A model whose
     /// `info` panics is handed back with the panic message: it is refused, and its caller
     /// disposes of it (its `Drop` is untrusted too).
-    pub(crate) fn new(model: M, version: &str, timed: bool) -> Result<Self, (M, String)> {
+    pub(crate) fn new(
+        model: M,
+        version: &str,
+        content: Option<ContentHash>,
+        timed: bool,
+    ) -> Result<Self, (M, String)> {
         static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
         let info = match catch_unwind(AssertUnwindSafe(|| model.info())) {
             Ok(info) => info,
@@ -43,6 +51,7 @@ impl<M: Model> Slot<M> {
             model,
             version: super::label::intern(version),
             generation,
+            content,
             info,
             loaded_at: SystemTime::now(),
             timed,

@@ -40,6 +40,9 @@ pub fn serve_binary() -> &'static Path {
         if cfg!(feature = "serde") {
             features.push("serde");
         }
+        if cfg!(feature = "journal") {
+            features.push("journal");
+        }
         if cfg!(feature = "watch") {
             features.push("watch");
         }

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::WatchPolicy;
 use crate::deployment::{RollbackReport, StageReport, SwapReport};
+use crate::slot::ContentHash;
 use crate::validation::validate::ValidationReport;
 
 /// How the watcher learns about changes.
@@ -40,6 +41,9 @@ pub enum RefusalKind {
     Validation,
     /// Warm-up failed.
     Warmup,
+    /// The journal bans this version with these bytes (it was rolled back or refused
+    /// before, maybe before a restart); unban it or publish new bytes.
+    Banned,
     /// Refused in a quarantine child (see
     /// [`WatcherBuilder::quarantine`](super::WatcherBuilder::quarantine)); the reason names
     /// the cause. It was never loaded into the serving process.
@@ -54,6 +58,7 @@ impl fmt::Display for RefusalKind {
             RefusalKind::Load => "load",
             RefusalKind::Validation => "validation",
             RefusalKind::Warmup => "warm-up",
+            RefusalKind::Banned => "banned",
             RefusalKind::Quarantine => "quarantine",
             RefusalKind::Other => "other",
         })
@@ -113,6 +118,17 @@ pub enum WatchEvent {
         /// The deployment's answer.
         reason: String,
     },
+    /// The live version's files were replaced in place: they no longer hash to what the
+    /// serving model was loaded from. The model keeps serving; the new bytes are not
+    /// loaded under this name. Reported once per new hash.
+    ContentChanged {
+        /// The version.
+        version: String,
+        /// What the serving model was loaded from.
+        loaded: ContentHash,
+        /// What its files hash to now.
+        found: ContentHash,
+    },
     /// The repository or the manifest could not be read. Reported once per distinct
     /// message.
     ScanFailed {
@@ -142,6 +158,16 @@ impl fmt::Display for WatchEvent {
             WatchEvent::Deferred { version, reason } => {
                 write!(f, "deferred {version}: {reason}")
             }
+            WatchEvent::ContentChanged {
+                version,
+                loaded,
+                found,
+            } => write!(
+                f,
+                "{version} replaced in place: loaded {}, files now {}",
+                loaded.short(),
+                found.short()
+            ),
             WatchEvent::ScanFailed { error } => write!(f, "scan failed: {error}"),
         }
     }
@@ -180,6 +206,23 @@ pub struct WatchStatus {
     /// not. With [`target_since_scan`](Self::target_since_scan), how many looks convergence
     /// took.
     pub converged_since_scan: Option<u64>,
+    /// The version serving all traffic, as of the last look: the *actual* version, to
+    /// compare with [`target`](Self::target) (the *desired* one).
+    pub active: Option<String>,
+    /// Whether the active version is the target (or there is no target).
+    pub converged: bool,
+    /// Why it is not, in words — waiting for files, refused (and how), deferred (and
+    /// until when), banned, staged for an operator — when not converged.
+    pub divergence: Option<String>,
+    /// When the watcher will try the target again after a "not now" answer (a drain
+    /// timeout, a full retirer, a bake or canary in progress), backing off exponentially.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_util::opt_unix_secs")
+    )]
+    pub next_retry: Option<SystemTime>,
+    /// The live version's files were replaced in place (see [`WatchEvent::ContentChanged`]).
+    pub content_changed: Option<String>,
     /// Looks at the repository so far (each notification burst and each poll is one).
     pub scans: u64,
     /// When the last look finished.

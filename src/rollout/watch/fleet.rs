@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::events::WatchEvent;
 use super::worker::Worker;
-use crate::deployment::SlotState;
+use crate::deployment::{Actor, SlotState};
 use crate::model::Model;
 use crate::rollout::repository::{VersionDir, read_desired_version};
 
@@ -51,19 +51,23 @@ where
         }
     }
 
-    /// Fleet mode, the desired version being the standby's previous model: it is still
-    /// loaded and already passed its gates once, so roll back to it. Whether that happened
+    /// Whether `version` is the previous model, still loaded as the rollback target.
+    pub(super) fn is_previous(&self, version: &str) -> bool {
+        self.bg
+            .status()
+            .previous
+            .is_some_and(|s| s.version == version && s.state == SlotState::Previous)
+    }
+
+    /// Fleet mode, the desired version being the previous model: it is still loaded and
+    /// already passed its gates once, so roll back to it (as the watcher, which bans
+    /// nothing: the manifest may ask for the version left again). Whether that happened
     /// (when refused, the caller loads it afresh).
     pub(super) fn back_to_previous(&mut self, version: &str) -> bool {
-        let status = self.bg.status();
-        let previous = status
-            .standby
-            .as_ref()
-            .is_some_and(|s| s.version == version && s.state == SlotState::Previous);
-        if !previous {
+        if !self.is_previous(version) {
             return false;
         }
-        match self.bg.rollback() {
+        match self.bg.acting_as(Actor::Watcher).rollback() {
             Ok(report) => {
                 tracing::info!(target: "bluegreen::watch", to = %report.to,
                     from = %report.from, "rolled back to the desired version");

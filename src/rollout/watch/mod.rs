@@ -69,6 +69,7 @@
 //! | `watcher.rs` | [`Watcher`], [`WatcherBuilder`], [`WatchError`]: the handle, its configuration and the event loop (notify + polling) |
 //! | `worker.rs` | one look at the repository: target, decision, events |
 //! | `policy.rs` | [`WatchPolicy`] and what each deployment answer means (promoted, refused, retried) |
+//! | `retry.rs` | "not now": looking before taking the operation lock, exponential backoff, reporting each cause once |
 //! | `fleet.rs` | fleet mode: the desired-version manifest, rollback to the previous model |
 //! | `events.rs` | [`WatchEvent`], [`Refusal`], [`RefusalKind`], [`WatchStatus`], [`Backend`] |
 //! | `convergence.rs` | looks to the target and the refusal in the way ([`WatchStatus::refusing`], [`WatchStatus::target_since_scan`]) |
@@ -77,6 +78,7 @@ mod convergence;
 mod events;
 mod fleet;
 mod policy;
+mod retry;
 mod watcher;
 mod worker;
 

@@ -3,12 +3,12 @@
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
 use super::events::{Refusal, RefusalKind, WatchEvent};
 use super::worker::{Outcome, Worker, no_message};
-use crate::deployment::Error;
+use crate::deployment::{Actor, Error};
 use crate::model::Model;
 use crate::rollout::repository::VersionDir;
 use crate::validation::validate::ValidationReport;
@@ -45,18 +45,35 @@ where
 {
     /// Stages the target and, per policy, swaps or dry-runs it.
     pub(super) fn act(&mut self, target: &VersionDir) -> Outcome {
+        let version = target.version.clone();
+        let fleet_back = self.manifest.is_some() && self.is_previous(&version);
+        // "Not now" is found out before taking the operation lock, from a status snapshot:
+        // a drain that would time out is not waited for while holding it.
+        if !fleet_back && let Some(reason) = self.not_now() {
+            return self.defer(&version, reason);
+        }
         let lock = self.op_lock.clone();
         let _op = lock
             .as_ref()
             .map(|l| l.lock().unwrap_or_else(PoisonError::into_inner));
-        let version = target.version.clone();
-
         // Fleet mode going back to the previous model: roll back instead of loading it.
-        if self.manifest.is_some() && self.back_to_previous(&version) {
+        if fleet_back && self.back_to_previous(&version) {
             return Outcome::Done;
         }
 
-        tracing::info!(target: "bluegreen::watch", %version, policy = %self.policy, "staging");
+        // What the loader will read, hashed first: the deployment keeps it with the model,
+        // the journal records it, and a ban holds for these bytes only.
+        let identity = match self.repo.identity(target) {
+            Ok(identity) => identity,
+            Err(e) => {
+                let reason = format!("cannot read its files: {e}");
+                self.refuse(&version, RefusalKind::Load, reason, None);
+                return Outcome::Done;
+            }
+        };
+        tracing::info!(target: "bluegreen::watch", %identity, policy = %self.policy, "staging");
+        let bg_arc = Arc::clone(&self.bg);
+        let bg = bg_arc.acting_as(Actor::Watcher);
         let loader = &self.loader;
         // A panicking loader is a failed load, not the end of the watcher thread.
         let load = || -> Result<M, Box<dyn std::error::Error + Send + Sync>> {
@@ -69,18 +86,15 @@ where
         };
         let staged = match &self.quarantine {
             #[cfg(feature = "quarantine")]
-            Some(file) => {
-                self.bg
-                    .stage_quarantined_with(version.clone(), target.file(file), |_| load())
-            }
-            _ => self.bg.stage_with(version.clone(), load),
+            Some(file) => bg.stage_quarantined_with(identity, target.file(file), |_| load()),
+            _ => bg.stage_with(identity, load),
         };
         match staged {
             Ok(report) => self.emit(WatchEvent::Staged(report)),
             Err(e) => return self.refuse_or_defer(&version, e),
         }
         match self.policy {
-            WatchPolicy::AutoPromote => match self.bg.swap() {
+            WatchPolicy::AutoPromote => match bg.swap() {
                 Ok(report) => {
                     if report.to != version {
                         // Only possible if someone else staged meanwhile without sharing
@@ -96,11 +110,17 @@ where
                 }
                 Err(e) => self.refuse_or_defer(&version, e),
             },
-            WatchPolicy::StageOnly => match self.bg.validate() {
+            WatchPolicy::StageOnly => match bg.validate() {
                 Ok(report) => {
                     let passed = report.passed();
                     self.emit(WatchEvent::Validated(report.clone()));
-                    if !passed {
+                    if passed {
+                        self.why_not = Some((
+                            version.clone(),
+                            "staged and validated; waiting for an operator's swap (stage-only)"
+                                .to_owned(),
+                        ));
+                    } else {
                         let reason = format!(
                             "dry run failed: {}; the candidate stays staged, not promoted",
                             report.failure_summary()
@@ -116,32 +136,23 @@ where
 
     pub(super) fn refuse_or_defer(&mut self, version: &str, e: Error) -> Outcome {
         let reason = e.to_string();
+        let cause = super::retry::cause(&e);
         let (kind, report) = match e {
             Error::Load { .. } => (RefusalKind::Load, None),
             Error::ValidationFailed(report) => (RefusalKind::Validation, Some(*report)),
             Error::WarmupFailed { .. } => (RefusalKind::Warmup, None),
+            Error::Banned { .. } => (RefusalKind::Banned, None),
             #[cfg(feature = "quarantine")]
             Error::Quarantined(report) => (RefusalKind::Quarantine, report.validation.clone()),
             #[cfg(feature = "quarantine")]
             Error::NoQuarantine => (RefusalKind::Other, None),
             Error::CandidateFailed { .. }
             | Error::InvalidVersion { .. }
-            | Error::VersionInUse { .. } => (RefusalKind::Other, None),
-            // Drain timeouts, bake windows, canaries, …: not a verdict on the model.
-            _ => {
-                // Reported once per version and reason, not on every retry.
-                if self
-                    .reported_once
-                    .insert((version.to_owned(), format!("deferred: {reason}")))
-                {
-                    tracing::info!(target: "bluegreen::watch", %version, %reason, "deferred");
-                    self.emit(WatchEvent::Deferred {
-                        version: version.to_owned(),
-                        reason,
-                    });
-                }
-                return Outcome::Retry;
-            }
+            | Error::VersionInUse { .. }
+            | Error::ContentChanged { .. } => (RefusalKind::Other, None),
+            // Drain timeouts, a full retirer, bake windows, canaries, a journal that cannot
+            // be written: not a verdict on the model.
+            _ => return self.defer(version, (cause, reason)),
         };
         self.refuse(version, kind, reason, report);
         Outcome::Done
@@ -173,6 +184,10 @@ where
             }
             st.refused.push(refusal.clone());
         }
+        self.why_not = Some((
+            version.to_owned(),
+            format!("refused ({kind}): {}", refusal.reason),
+        ));
         self.emit(WatchEvent::Refused(refusal));
     }
 }

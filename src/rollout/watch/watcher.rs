@@ -181,6 +181,11 @@ impl WatcherBuilder {
                 refusing: None,
                 target_since_scan: None,
                 converged_since_scan: None,
+                active: None,
+                converged: true,
+                divergence: None,
+                next_retry: None,
+                content_changed: None,
                 scans: 0,
                 last_scan: None,
                 last_error: None,
@@ -209,6 +214,10 @@ impl WatcherBuilder {
             reported_once: HashSet::new(),
             reported_error: None,
             convergence: Default::default(),
+            poll: self.poll_interval,
+            retry: None,
+            why_not: None,
+            live_content: None,
         };
         let poll = self.poll_interval;
         let debounce = self.debounce;

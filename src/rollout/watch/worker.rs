@@ -5,15 +5,18 @@ use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::convergence::Convergence;
 use super::events::WatchEvent;
 use super::policy::WatchPolicy;
+use super::retry::Retry;
 use super::watcher::{Callback, Shared};
-use crate::deployment::BlueGreen;
+use crate::deployment::{Actor, BlueGreen};
 use crate::model::Model;
+use crate::rollout::content::FileStamp;
 use crate::rollout::repository::{MarkerStamp, Repository, VersionDir, compare_versions};
+use crate::slot::Identity;
 
 /// The watcher thread's state.
 pub(super) struct Worker<M: Model, F> {
@@ -39,6 +42,15 @@ pub(super) struct Worker<M: Model, F> {
     pub(super) reported_error: Option<String>,
     /// Looks to the target, and the refusal in the way.
     pub(super) convergence: Convergence,
+    /// The poll interval: the first backoff step.
+    pub(super) poll: Duration,
+    /// A target that got "not now", and when to try it again.
+    pub(super) retry: Option<Retry>,
+    /// Why the target (this version) is not live, in words, for the convergence report.
+    pub(super) why_not: Option<(String, String)>,
+    /// The live version's files as last seen, and their identity: rehashed only when the
+    /// fingerprint changes.
+    pub(super) live_content: Option<(String, Vec<FileStamp>, Identity)>,
 }
 
 /// What the deployment's answer means for the watcher.
@@ -59,9 +71,29 @@ where
         let result = self.look();
         let active = self.bg.active().version().to_owned();
         let mut st = self.shared.lock();
-        st.scans += 1;
-        let scan = st.scans;
+        st.converged = st.target.as_ref().is_none_or(|t| *t == active);
+        st.divergence = if st.converged {
+            None
+        } else {
+            let target = st.target.clone().unwrap_or_default();
+            Some(
+                self.why_not
+                    .as_ref()
+                    .filter(|(v, _)| *v == target)
+                    .map(|(_, why)| why.clone())
+                    .or_else(|| st.waiting.clone())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{target} was acted on already and {active} serves (rolled back or moved by hand); \
+                             publish it again or change the manifest to try again"
+                        )
+                    }),
+            )
+        };
+        let scan = st.scans + 1;
         self.convergence.after_look(&mut st, &active, scan);
+        st.active = Some(active);
+        st.scans = scan;
         st.last_scan = Some(SystemTime::now());
         match result {
             Ok(()) => {
@@ -95,12 +127,15 @@ where
             st.incomplete = incomplete;
             st.waiting = None;
         }
+        self.forget_gone(&versions);
+        self.check_live_content(&versions);
 
         let target = match self.manifest.clone() {
             None => self.newest(&versions),
             Some(path) => self.desired(&path, &versions)?,
         };
         let Some(target) = target else {
+            self.clear_retry();
             return Ok(());
         };
 
@@ -109,7 +144,7 @@ where
             None => self.handled.get(&key.0) == Some(&key.1),
             Some(_) => self.handled_desired.contains(&key),
         };
-        if seen {
+        if seen || self.backing_off(&target) {
             return Ok(());
         }
         let active = self.bg.active().version().to_owned();
@@ -126,17 +161,87 @@ where
         } else {
             Outcome::Done
         };
-        if let Outcome::Done = outcome {
-            match &self.manifest {
-                None => {
-                    self.handled.insert(key.0, key.1);
-                }
-                Some(_) => {
-                    self.handled_desired.insert(key);
+        match outcome {
+            Outcome::Retry => self.schedule_retry(&target),
+            Outcome::Done => {
+                self.clear_retry();
+                match &self.manifest {
+                    None => {
+                        self.handled.insert(key.0, key.1);
+                    }
+                    Some(_) => {
+                        self.handled_desired.insert(key);
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Forgets what it remembered about versions no longer in the repository, so its
+    /// memory follows the repository, not its history.
+    fn forget_gone(&mut self, versions: &[VersionDir]) {
+        let present =
+            |v: &str| versions.iter().any(|d| d.version == v) || self.desired.as_deref() == Some(v);
+        self.handled.retain(|v, _| present(v));
+        self.reported_once.retain(|(v, _)| present(v));
+    }
+
+    /// Compares the live version's files with what the serving model was loaded from
+    /// (rehashing only when their fingerprint changed); a replacement in place is
+    /// reported once per new hash, and never loaded under the same name.
+    fn check_live_content(&mut self, versions: &[VersionDir]) {
+        let pinned = self.bg.active();
+        let (version, loaded) = (pinned.version().to_owned(), pinned.content());
+        drop(pinned);
+        let Some(loaded) = loaded else { return };
+        let Some(dir) = versions.iter().find(|v| v.version == version) else {
+            return;
+        };
+        let Ok(stamps) = self.repo.fingerprint(dir) else {
+            return;
+        };
+        let cached = self
+            .live_content
+            .as_ref()
+            .filter(|(v, s, _)| *v == version && *s == stamps)
+            .map(|(_, _, id)| id.clone());
+        let identity = match cached {
+            Some(id) => id,
+            None => match self.repo.identity(dir) {
+                Ok(id) => {
+                    self.live_content = Some((version.clone(), stamps, id.clone()));
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let Some(found) = identity.content() else {
+            return;
+        };
+        if found == loaded {
+            self.shared.lock().content_changed = None;
+            return;
+        }
+        let _ = self.bg.acting_as(Actor::Watcher).check_content(&identity);
+        let note = format!(
+            "{version}: files hash to {} but the serving model was loaded from {}",
+            found.short(),
+            loaded.short()
+        );
+        if self
+            .reported_once
+            .insert((version.clone(), format!("content {found}")))
+        {
+            tracing::error!(target: "bluegreen::watch", %version, %loaded, %found,
+                "the live version was replaced in place; not loading it under the same name");
+            self.emit(WatchEvent::ContentChanged {
+                version,
+                loaded,
+                found,
+            });
+        }
+        self.shared.lock().content_changed = Some(note);
     }
 
     /// Newest-version mode: the newest complete version; incomplete newer ones reported.

@@ -96,7 +96,7 @@ where
             },
         );
         let Trial { model, gates } = trial;
-        let slot = match Slot::new(model, &job.version, false) {
+        let slot = match Slot::new(model, &job.version, None, false) {
             Ok(slot) => Arc::new(slot),
             Err((_, msg)) => return Err(format!("the model panicked in info: {msg}")),
         };
