@@ -221,8 +221,15 @@ fn roll(config: &mut ConfigMap, replicas: &[Replica], version: &str, converging:
         let r = &replicas[i];
         let w = eventually(&format!("{} converged on {version}", r.name), WAIT, || {
             let st = r.status();
-            (st["watch"]["target"] == version && st["watch"]["converged_since_scan"].is_u64())
-                .then(|| st["watch"].clone())
+            // The look numbers describe the current target once a look that read it ended
+            // (`target` itself changes as soon as a look reads the manifest).
+            let w = &st["watch"];
+            (w["target"] == version
+                && w["target_since_scan"]
+                    .as_u64()
+                    .is_some_and(|t| t > before[i])
+                && w["converged_since_scan"].is_u64())
+            .then(|| w.clone())
         });
         let read = w["target_since_scan"].as_u64().unwrap();
         let converged = w["converged_since_scan"].as_u64().unwrap();
