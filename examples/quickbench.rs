@@ -6,6 +6,7 @@
 //! cargo run --release --example quickbench -- overhead swap # some sections
 //! cargo run --release --example quickbench -- --rounds 15 --budget-s 30 overhead
 //! cargo run --release --example quickbench -- --list        # sections
+//! cargo run --release --features metrics --example quickbench -- metrics  # + `metrics`
 //! # --no-default-features works too, without the `onnx` section (and the ONNX part of
 //! # `shadow`), which need the ONNX backend and ONNX Runtime (scripts/setup-ort.sh).
 //! ```
@@ -36,12 +37,15 @@
 //! set validation throughput with raw `predict`. The `quarantine` section times qualifying
 //! v2 in this process, in a quarantine child (this binary, re-executed) and in a child
 //! that loads nothing. The `shadow` section measures what shadow
-//! traffic costs the caller (trivial model, and the real models with the backend).
+//! traffic costs the caller (trivial model, and the real models with the backend). The
+//! `metrics` section (feature `metrics`) pairs `predict` on a deployment whose collector
+//! publishes through the `metrics` facade with one that publishes nothing.
 //!
 //! This file holds the options, the output lines, the section table and `main`. Each
 //! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`,
-//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, `journal.rs` — sections `journal`
-//! and `watch_lock` —, declared in `mod quickbench` below), and `series.rs` there holds
+//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, `metrics.rs`, `journal.rs` —
+//! sections `journal` and `watch_lock` —, declared in `mod quickbench` below), and
+//! `series.rs` there holds
 //! the interleaved-rounds statistics they share. The folder has no `main.rs`, so cargo does
 //! not take it for an example of its own.
 //!
@@ -59,6 +63,8 @@ mod quickbench {
     #[cfg(any(feature = "journal", feature = "watch"))]
     pub mod journal;
     pub mod memory;
+    #[cfg(feature = "metrics")]
+    pub mod metrics;
     #[cfg(feature = "onnx")]
     pub mod onnx;
     pub mod overhead;
@@ -76,6 +82,8 @@ use std::time::{Duration, Instant};
 use quickbench::journal::journal;
 #[cfg(feature = "watch")]
 use quickbench::journal::watch_lock;
+#[cfg(feature = "metrics")]
+use quickbench::metrics::metrics;
 #[cfg(feature = "onnx")]
 use quickbench::onnx::onnx;
 #[cfg(all(feature = "onnx", feature = "quarantine"))]
@@ -180,6 +188,12 @@ fn sections() -> Vec<Section> {
                     first 100 calls after a swap; validation vs raw throughput",
             run: onnx,
         },
+        #[cfg(feature = "metrics")]
+        Section {
+            name: "metrics",
+            about: "feature metrics: predict with a collector publishing (1 s, 1 ms) vs none, 1/2 threads",
+            run: metrics,
+        },
         #[cfg(all(feature = "onnx", feature = "quarantine"))]
         Section {
             name: "quarantine",
@@ -206,45 +220,59 @@ fn sections() -> Vec<Section> {
     ]
 }
 
+/// Quick mode of the benchmarks: one machine-readable line per figure on stdout.
+#[derive(clap::Parser)]
+#[command(name = "quickbench")]
+struct Flags {
+    /// Measurement rounds per configuration (the median is reported; at least 1).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Target duration of one timed run of one configuration, ms.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    window_ms: u64,
+    /// Target duration of one timed chunk, µs (at least 10).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    chunk_us: u64,
+    /// Concurrent chunks wanted per read-path figure before extra rounds stop.
+    #[arg(long, default_value_t = 15)]
+    min_concurrent: usize,
+    /// Time after which no extra rounds start (per section that uses it), s.
+    #[arg(long, default_value_t = 15)]
+    budget_s: u64,
+    /// List the sections and exit.
+    #[arg(long)]
+    list: bool,
+    /// Sections to run (default: all).
+    sections: Vec<String>,
+}
+
 fn main() {
     // First: a quarantine child (the `quarantine` section's) runs its job and exits here.
     #[cfg(all(feature = "onnx", feature = "quarantine"))]
     common::onnx::hook().enter();
-    let mut opts = Opts {
-        rounds: 7,
-        window: Duration::from_millis(16),
-        chunk: Duration::from_millis(1),
-        min_concurrent: 15,
-        budget: Duration::from_secs(15),
+    let flags = <Flags as clap::Parser>::parse();
+    let opts = Opts {
+        rounds: flags.rounds as usize,
+        window: Duration::from_millis(flags.window_ms),
+        chunk: Duration::from_micros(flags.chunk_us),
+        min_concurrent: flags.min_concurrent,
+        budget: Duration::from_secs(flags.budget_s),
     };
-    let mut only = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |what: &str| -> u64 {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| usage(&format!("{what} needs a number")))
-        };
-        match arg.as_str() {
-            "--rounds" => opts.rounds = number("--rounds").max(1) as usize,
-            "--window-ms" => opts.window = Duration::from_millis(number("--window-ms").max(1)),
-            "--chunk-us" => opts.chunk = Duration::from_micros(number("--chunk-us").max(10)),
-            "--min-concurrent" => opts.min_concurrent = number("--min-concurrent") as usize,
-            "--budget-s" => opts.budget = Duration::from_secs(number("--budget-s")),
-            "--list" => {
-                for s in sections() {
-                    eprintln!("{:<10} {}", s.name, s.about);
-                }
-                return;
-            }
-            "-h" | "--help" => usage(""),
-            name if !name.starts_with('-') => only.push(name.to_owned()),
-            other => usage(&format!("unknown option {other}")),
+    if flags.list {
+        for s in sections() {
+            eprintln!("{:<10} {}", s.name, s.about);
         }
+        return;
     }
+    let only = flags.sections;
     let all = sections();
     if let Some(bad) = only.iter().find(|n| !all.iter().any(|s| s.name == **n)) {
-        usage(&format!("unknown section {bad}"));
+        let names: Vec<&str> = all.iter().map(|s| s.name).collect();
+        eprintln!(
+            "quickbench: unknown section {bad} (sections: {})",
+            names.join(", ")
+        );
+        std::process::exit(2);
     }
 
     let started = Instant::now();
@@ -259,15 +287,4 @@ fn main() {
         eprintln!("# {} took {:.1?}", s.name, t.elapsed());
     }
     out.ms("quickbench_elapsed", started.elapsed().as_secs_f64() * 1e3);
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("quickbench: {problem}");
-    }
-    eprintln!(
-        "usage: quickbench [--rounds N] [--window-ms N] [--chunk-us N] [--min-concurrent N] \
-         [--budget-s N] [--list] [SECTION...]"
-    );
-    std::process::exit(2)
 }

@@ -206,14 +206,18 @@ fn row(golden: &GoldenSet, i: usize) -> Inputs {
 
 /// `--models DIR`, else `models/digits` here or in the crate's own directory.
 fn models_dir() -> Result<PathBuf> {
-    let mut args = std::env::args_os().skip(1);
-    match (args.next(), args.next(), args.next()) {
-        (Some(flag), Some(dir), None) if flag == "--models" => Ok(dir.into()),
-        (None, ..) => {
-            let here = PathBuf::from("models/digits");
-            let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/digits");
-            Ok(if here.is_dir() { here } else { crate_dir })
-        }
-        _ => Err("usage: quickstart [--models DIR]".into()),
+    /// The quick start: load, gate, swap, refuse and roll back the bundled digits models.
+    #[derive(clap::Parser)]
+    #[command(name = "quickstart")]
+    struct Flags {
+        /// The digits model repository (default: models/digits).
+        #[arg(long)]
+        models: Option<PathBuf>,
     }
+    let flags = <Flags as clap::Parser>::parse();
+    Ok(flags.models.unwrap_or_else(|| {
+        let here = PathBuf::from("models/digits");
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/digits");
+        if here.is_dir() { here } else { crate_dir }
+    }))
 }

@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! bash scripts/setup-ort.sh                                 # ONNX Runtime, once
-//! BLUEGREEN_ADMIN_TOKEN=s3cret cargo run --release --example serve
-//! cargo run --release --features watch --example serve -- --watch auto
-//! cargo run --release --features watch,journal --example serve -- --watch auto --journal state/journal.db
+//! BLUEGREEN_ADMIN_TOKEN=s3cret cargo run --release --features metrics,tower --example serve
+//! cargo run --release --features watch,metrics,tower --example serve -- --watch auto
+//! cargo run --release --features watch,journal,metrics,tower --example serve -- --watch auto --journal state/journal.db
 //! ```
 //!
 //! With `--journal FILE` every decision is recorded in SQLite and a restart resumes on the
@@ -24,7 +24,7 @@
 //! | `GET /v1/models/<name>` | active version, readiness, declared inputs and outputs |
 //! | `GET /healthz` | the process is alive (liveness) |
 //! | `GET /readyz` | 200 once every model's active version has passed its gates (readiness) |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /metrics` | Prometheus text format (bluegreen's `metrics` feature + the service's own series, via metrics-exporter-prometheus) |
 //! | `POST /admin/models/<name>/stage` `{"version": "3"}` | load a version from the repository into standby |
 //! | `POST /admin/models/<name>/validate` | dry-run every gate on the staged candidate |
 //! | `POST /admin/models/<name>/swap` | validate, warm and switch traffic |
@@ -49,16 +49,19 @@
 //!
 //! # Where inference runs
 //!
-//! Inference is CPU-bound, so it never runs on the async runtime's threads. Each request is
-//! handed to a fixed rayon pool with one thread per ONNX session (`--workers`, default: CPU
-//! count), through a bounded queue (`serve/queue.rs`), and its answer comes back on a oneshot
-//! channel; a job whose client has gone is skipped. Why a fixed pool rather than
-//! `tokio::task::spawn_blocking`: the blocking pool grows to hundreds of threads under load,
-//! and all of them would queue on the model's few sessions; a fixed pool bounds concurrent
-//! inference to the number of sessions, queues the rest in order, and keeps each worker on its
-//! own session (`OnnxModel` gives every thread a "home" session, which works best when the
-//! threads are few and long-lived). Admin operations — loading, validating, draining — are
-//! rare and block for long, so they go to `spawn_blocking`.
+//! Inference is CPU-bound, so it never runs on the async runtime's threads. Each model is
+//! served through bluegreen's tower service (`bluegreen::service::PredictService`, feature
+//! `tower`) behind tower's `load_shed`; all models share one `InferencePool`, a fixed pool
+//! with one thread per ONNX session (`--workers`, default: CPU count) admitting at most
+//! `--max-queue` jobs (`serve/queue.rs`). The whole job — parsing the body against the
+//! active model's inputs, inference, the JSON answer — runs on a worker, and its answer
+//! comes back on a oneshot channel; a job whose client has gone is skipped. Why a fixed pool
+//! rather than `tokio::task::spawn_blocking`: the blocking pool grows to hundreds of threads
+//! under load, and all of them would queue on the model's few sessions; a fixed pool bounds
+//! concurrent inference to the number of sessions, queues the rest in order, and keeps each
+//! worker on its own session (`OnnxModel` gives every thread a "home" session, which works
+//! best when the threads are few and long-lived). Admin operations — loading, validating,
+//! draining — are rare and block for long, so they go to `spawn_blocking`.
 //!
 //! # Quarantine
 //!
@@ -149,9 +152,20 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::warn!("BLUEGREEN_ADMIN_TOKEN is not set: the admin API is disabled");
     }
     let queue = InferenceQueue::new(args.workers, args.limits.max_queue)?;
-    let metrics = Arc::new(Metrics::new(
+    // Before any deployment exists, so every series bluegreen publishes lands in it.
+    let metrics = Arc::new(Metrics::install(
         args.desired.is_some() || args.watch.is_some(),
     )?);
+    {
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(serve::metrics::UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                metrics.upkeep();
+            }
+        });
+    }
     let app = Arc::new(App {
         models: Models::new(&args),
         admin_token,
@@ -187,7 +201,7 @@ async fn run(args: Args) -> Result<(), String> {
         let model = Arc::clone(model);
         let app = Arc::clone(&app);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = serve::models::start(&model, &app.args, &app.metrics) {
+            if let Err(e) = serve::models::start(&model, &app.args, &app.queue) {
                 tracing::error!(error = %e, "cannot start a deployment; exiting");
                 eprintln!("serve: {e}");
                 std::process::exit(1);

@@ -75,7 +75,7 @@ command -v python3 >/dev/null 2>&1 || die "python3 is required"
 ORT_LIB="$(bash scripts/setup-ort.sh)" || die "ONNX Runtime setup failed"
 export ORT_DYLIB_PATH="$ORT_LIB"
 log "building the release example"
-cargo build --release --locked --example serve >&2 || die "build failed"
+cargo build --release --locked --features metrics,tower --example serve >&2 || die "build failed"
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 BIN="$TARGET_DIR/release/examples/serve"

@@ -64,7 +64,19 @@
 //!
 //! Built-in gates live in [`gates`] (golden-set quality, regression against the live model,
 //! sanity, schema, latency); the `onnx` module (feature `onnx`, default) is the ONNX
-//! Runtime backend.
+//! Runtime backend, on the CPU or an accelerator (`onnx::ExecutionProvider`: features
+//! `cuda`, `tensorrt`, `openvino`, `coreml`, `directml`).
+//!
+//! ## Fitting into a service (opt-in features)
+//!
+//! * `metrics`: every figure through the [`metrics`](https://docs.rs/metrics) facade into the
+//!   recorder your application installs — calls, errors, panics and latency per version,
+//!   in-flight per slot, swaps, rollbacks, automatic rollbacks by limit, gate verdicts,
+//!   shadow and canary, retirements, faults — labelled with the deployment's
+//!   [`name`](Builder::name). Published from the per-thread lanes by a collector thread or
+//!   by `BlueGreen::publish_metrics` at scrape time; `predict` is unchanged.
+//! * `tower`: `service::PredictService`, a `tower::Service` over a deployment that runs
+//!   inference on a fixed worker pool, with backpressure through `poll_ready`.
 //!
 //! ## The read path
 //!
@@ -89,7 +101,8 @@
 //! | `validation/` | the gate contract, gate context and reports, supervised runs, golden sets, built-in gates | [`validate`], [`gates`], [`GoldenSet`] |
 //! | `traffic/` | after the switch: bake window, shadow traffic, canary and affinity routing | [`bake`], [`shadow`], [`routing`] |
 //! | `journal/` | the deployment journal: every decision in SQLite, resume and bans (rows compiled always, storage with feature `journal`) | `journal` (feature `journal`) |
-//! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
+//! | `deployment/` | [`BlueGreen`]: read path, builder, admin and canary operations, bake monitor, retirer, status, metrics publishing, [`Error`] | [`BlueGreen`], [`Builder`], [`Status`] |
+//! | `service/` | the `tower::Service` over a deployment and its worker pool | `service` (feature `tower`) |
 //! | `rollout/` | the model repository and the watcher that rolls versions out | [`repository`], `watch` (feature `watch`) |
 //! | `onnx/` | the ONNX Runtime backend; stands on `model/` and the gates' [`Binding`](gates::Binding) only | `onnx` (feature `onnx`) |
 //!
@@ -139,6 +152,8 @@ pub mod quarantine;
 mod rollout;
 #[cfg(feature = "serde")]
 mod serde_util;
+#[cfg(feature = "tower")]
+pub mod service;
 mod slot;
 mod traffic;
 mod validation;
@@ -163,7 +178,7 @@ pub use crate::slot::{ContentHash, Identity, InvalidContentHash};
 pub use crate::validation::{GoldenError, GoldenSet, NpzSpec};
 // Items whose page lives in their public module: a link here, not a second page.
 #[doc(no_inline)]
-pub use crate::bake::{AutoRollback, Bake, BakeStatus};
+pub use crate::bake::{AutoRollback, Bake, BakeLimit, BakeStatus};
 #[doc(no_inline)]
 pub use crate::repository::Repository;
 #[doc(no_inline)]

@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "traffic",
     "journal",
     "deployment",
+    "service",
     "rollout",
 ];
 

@@ -162,7 +162,8 @@ fn two_models_are_served_listed_swapped_and_rolled_back_independently() {
         r#"bluegreen_swaps_total{model="gamma"} 0"#,
         r#"bluegreen_quarantine_refusals_total{model="beta"} 1"#,
         r#"bluegreen_quarantine_refusals_total{model="alpha"} 0"#,
-        r#"bluegreen_slot_info{model="beta",slot="standby",state="rolled-back",version="1"} 1"#,
+        r#"bluegreen_rejections_total{model="beta"} 0"#,
+        r#"bluegreen_slot_info{model="beta",slot="previous",state="rolled-back",version="1"} 1"#,
         r#"bluegreen_ready{model="gamma"} 1"#,
     ] {
         assert!(text.contains(series), "missing {series:?} in:\n{text}");

@@ -14,9 +14,9 @@ use serde_json::{Map, Value, json};
 
 use super::json::parse_inputs;
 use super::limits::{RETRY_AFTER_SECS, read_body};
-use super::metrics::{ModelSample, ServerSample};
+use super::metrics::ServerSample;
 use super::models::Served;
-use super::queue::QueueError;
+use super::queue::{HttpPredict, QueueError};
 use super::reports::spec_json;
 use crate::App;
 
@@ -79,30 +79,15 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format. Each deployment publishes first (reading its
+/// per-thread lanes), so the figures are as of this scrape.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let samples: Vec<ModelSample<'_>> = app
-        .models
-        .iter()
-        .map(|m| ModelSample {
-            name: m.name(),
-            status: m.bg.get().map(|bg| bg.status()),
-            ready: m.readiness().is_ok(),
-            dry_run_failures: m.dry_run_failures.load(Ordering::Relaxed),
-            target_refused: super::verdict::Verdict::of(m).refused.is_some(),
-            target: m.target(),
-        })
-        .collect();
-    let counters = app.queue.counters();
     let server = ServerSample {
         open_connections: app.connections.open(),
-        queue_depth: app.queue.depth(),
-        queue_capacity: app.queue.capacity(),
-        shed: counters.shed.load(Ordering::Relaxed),
-        skipped: counters.skipped.load(Ordering::Relaxed),
-        completed: counters.completed.load(Ordering::Relaxed),
+        queue: app.queue.stats(),
+        shed: app.queue.shed(),
     };
-    let text = app.metrics.render(&samples, &server);
+    let text = app.metrics.render(app.models.iter(), &server);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -120,16 +105,13 @@ pub async fn not_found() -> Response {
 }
 
 /// Counts every answer by route template and status code.
-pub async fn track_http(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+pub async fn track_http(State(_): State<Arc<App>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(req).await;
-    app.metrics
-        .http
-        .with_label_values(&[route.as_str(), response.status().as_str()])
-        .inc();
+    super::metrics::http_answer(route, response.status().as_str());
     response
 }
 
@@ -189,7 +171,7 @@ pub fn unknown_model(app: &App, target: &str) -> Response {
 }
 
 /// How a prediction ended, for the answer and the metrics.
-struct Answer {
+pub struct Answer {
     code: StatusCode,
     body: Value,
     /// The version that answered (or refused the input); `None` when the body was refused
@@ -219,24 +201,24 @@ pub async fn predict(
     let Some(model) = app.models.get(name).cloned() else {
         return unknown_model(&app, name);
     };
-    if model.bg.get().is_none() {
+    let Some(service) = model.service.get() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the model is still loading",
         );
-    }
+    };
     let body = match read_body(body, &app.args.limits).await {
         Ok(b) => b,
         Err(e) => return error(e.status(), e.to_string()),
     };
-    let max_batch = app.args.max_batch;
-    let job_model = Arc::clone(&model);
     // CPU work (JSON parsing, inference, JSON rendering) runs on the inference pool; a job
     // whose client has gone by then is skipped, before parsing or before inference.
-    let outcome = app
-        .queue
-        .run(move |client_gone| infer(&job_model, &body, max_batch, client_gone))
-        .await;
+    let job = HttpPredict {
+        model: Arc::clone(&model),
+        body,
+        max_batch: app.args.max_batch,
+    };
+    let outcome = app.queue.run(service, job).await;
     let answer = match outcome {
         Ok(answer) => answer,
         Err(e @ QueueError::Full(_)) => {
@@ -245,35 +227,26 @@ pub async fn predict(
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             return r;
         }
-        Err(e @ QueueError::Lost) => {
+        Err(e @ QueueError::Lost(_)) => {
+            tracing::error!(model = %model.name(), error = %e, "inference job lost");
             return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
     };
     if let Some(version) = &answer.version {
-        let m = &app.metrics;
-        let labels = [model.name(), version.as_str()];
-        m.requests.with_label_values(&labels).inc();
-        if let Some(kind) = answer.error_kind {
-            m.errors
-                .with_label_values(&[model.name(), version.as_str(), kind])
-                .inc();
-        }
-        m.latency
-            .with_label_values(&labels)
-            .observe(started.elapsed().as_secs_f64());
+        super::metrics::answered(model.name(), version, answer.error_kind, started);
     }
     reply(answer.code, &answer.body)
 }
 
 /// On an inference worker: parse against the active model's declared inputs, run it, render
 /// the answer. `None` when the client left before inference.
-fn infer(
+pub fn infer(
     model: &Served,
+    bg: &bluegreen::BlueGreen<bluegreen::OnnxModel>,
     body: &[u8],
     max_batch: usize,
     client_gone: &dyn Fn() -> bool,
 ) -> Option<Answer> {
-    let bg = model.bg.get()?;
     // Numbers are converted to the element types the active model declares (a swap keeps
     // them: the schema gate refuses a candidate that takes other inputs).
     let parsed = {

@@ -99,13 +99,9 @@ fn is_b64token(t: &[u8]) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || b"-._~+/".contains(&c))
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much matched.
+/// Compares without an early exit (`subtle`), so the time taken does not reveal how much
+/// matched; only a length mismatch returns early, and the length is not the secret.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }

@@ -210,7 +210,7 @@ impl Args {
             usage_error(
                 ErrorKind::ArgumentConflict,
                 "--watch and --desired need the `watch` feature: \
-                 cargo run --features watch --example serve"
+                 cargo run --features watch,metrics,tower --example serve"
                     .to_owned(),
             );
         }

@@ -8,7 +8,7 @@
 //! | request body time | `--body-timeout-ms` | 10 000 | `tower_http::timeout::RequestBodyDeadlineLayer` → 408 |
 //! | request body size | `--max-body-bytes` | 2 MiB | `tower_http::limit::RequestBodyLimitLayer` → 413 |
 //! | public request time | `--request-timeout-ms` | 30 000 | `tower_http::timeout::TimeoutLayer` → 503 |
-//! | inference queue | `--max-queue` | 128 | a semaphore, shed with 503 + `Retry-After` (queue.rs) |
+//! | inference queue | `--max-queue` | 128 | bluegreen's `InferencePool` admissions, `load_shed` → 503 + `Retry-After` (queue.rs) |
 //! | rows per request | `--max-batch` | 1024 | the request parser (json.rs) |
 //! | array nesting | — | 16 | the request parser (json.rs) |
 

@@ -4,7 +4,6 @@
 //! `--repo` alone is the one-model case.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bluegreen::gates::{GoldenGates, SchemaGate};
@@ -15,7 +14,7 @@ use bluegreen::repository::Repository;
 use bluegreen::{BlueGreen, GoldenSet, ValidationReport};
 
 use super::flags::{Args, ModelSpec, QuarantineCaps};
-use super::metrics::Metrics;
+use super::queue::{InferenceQueue, ModelService};
 
 /// Where a model's start-up is.
 #[derive(Debug, Clone)]
@@ -38,11 +37,11 @@ pub struct Served {
     pub repo: Repository,
     pub onnx: OnnxConfig,
     pub bg: OnceLock<Arc<BlueGreen<OnnxModel>>>,
+    /// The deployment's tower service on the shared inference pool (set with `bg`).
+    pub service: OnceLock<ModelService>,
     pub phase: Mutex<Phase>,
     /// Serializes admin sequences with the watcher's (stage → swap must not interleave).
     pub op_lock: Arc<Mutex<()>>,
-    /// Failed dry runs (admin validate, start-up check, watcher stage-only), for metrics.
-    pub dry_run_failures: Arc<AtomicU64>,
     model_file: String,
     #[cfg(feature = "watch")]
     pub watcher: OnceLock<bluegreen::watch::Watcher>,
@@ -54,9 +53,9 @@ impl Served {
             repo: Repository::new(&spec.repo),
             onnx: OnnxConfig::new().pool_size(args.workers).intra_threads(1),
             bg: OnceLock::new(),
+            service: OnceLock::new(),
             phase: Mutex::new(Phase::Loading),
             op_lock: Arc::new(Mutex::new(())),
-            dry_run_failures: Arc::new(AtomicU64::new(0)),
             model_file: args.model_file.clone(),
             #[cfg(feature = "watch")]
             watcher: OnceLock::new(),
@@ -175,7 +174,7 @@ impl Models {
 
 /// Loads a model's initial version, builds its gated deployment, checks the initial model
 /// against the gates, and starts its watcher if asked.
-pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result<(), String> {
+pub fn start(model: &Arc<Served>, args: &Args, queue: &InferenceQueue) -> Result<(), String> {
     let name = model.name().to_owned();
     let mut builder = BlueGreen::builder().name(name.clone());
     // With a journal, the version to start on is the one last live, not the flag's.
@@ -234,7 +233,11 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
                 .to_owned(),
         )
     };
+    // Named (above) for its `model` metric label; published from the scrape handler (no
+    // collector thread); model calls timed for `bluegreen_prediction_duration_seconds`.
     builder = builder
+        .metrics_interval(None)
+        .track_latency(true)
         .validator(SchemaGate::like_live().same_metadata_as_live("feature_schema"))
         .validator(gates.accuracy(args.min_accuracy))
         .validator(gates.sanity())
@@ -281,11 +284,11 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
     if initial_passed {
         tracing::info!(model = %name, %version, "initial model passed its gates; ready");
     } else {
-        model.dry_run_failures.fetch_add(1, Ordering::Relaxed);
         let why = report.failure_summary();
         tracing::error!(model = %name, %version, %why,
             "initial model failed its gates: serving it, but NOT ready (readyz 503)");
     }
+    let _ = model.service.set(queue.service(Arc::clone(&bg)));
     if model.bg.set(Arc::clone(&bg)).is_err() {
         return Err(format!("model {name}: deployment started twice"));
     }
@@ -295,7 +298,7 @@ pub fn start(model: &Arc<Served>, args: &Args, metrics: &Arc<Metrics>) -> Result
         report: Some(report),
         note: None,
     };
-    start_watcher(model, bg, args, metrics)
+    start_watcher(model, bg, args)
 }
 
 /// With a journal: the newest version that was live and still has the bytes it had then
@@ -358,12 +361,7 @@ fn initial_version(spec: &ModelSpec, args: &Args) -> Result<String, String> {
 }
 
 #[cfg(not(feature = "watch"))]
-fn start_watcher(
-    _: &Arc<Served>,
-    _: Arc<BlueGreen<OnnxModel>>,
-    _: &Args,
-    _: &Arc<Metrics>,
-) -> Result<(), String> {
+fn start_watcher(_: &Arc<Served>, _: Arc<BlueGreen<OnnxModel>>, _: &Args) -> Result<(), String> {
     Ok(())
 }
 
@@ -372,7 +370,6 @@ fn start_watcher(
     model: &Arc<Served>,
     bg: Arc<BlueGreen<OnnxModel>>,
     args: &Args,
-    metrics: &Arc<Metrics>,
 ) -> Result<(), String> {
     use bluegreen::watch::{WatchEvent, WatchPolicy, Watcher};
 
@@ -385,9 +382,8 @@ fn start_watcher(
         Some(WatchMode::Stage) => WatchPolicy::StageOnly,
         _ => WatchPolicy::AutoPromote,
     };
-    let metrics = Arc::clone(metrics);
-    let dry_run_failures = Arc::clone(&model.dry_run_failures);
     let name = model.name().to_owned();
+    super::metrics::watcher_registered(&name);
     let mut builder = Watcher::builder(model.repo.clone())
         .policy(policy)
         .poll_interval(args.poll)
@@ -396,12 +392,9 @@ fn start_watcher(
             tracing::info!(target: "serve::watch", model = %name, "{event}");
             match event {
                 WatchEvent::Promoted(_) | WatchEvent::RolledBack(_) => {
-                    metrics.watch_promotions.with_label_values(&[&name]).inc();
+                    super::metrics::watcher(&name, "promotions");
                 }
-                WatchEvent::Refused(_) => metrics.watch_refusals.with_label_values(&[&name]).inc(),
-                WatchEvent::Validated(r) if !r.passed() => {
-                    dry_run_failures.fetch_add(1, Ordering::Relaxed);
-                }
+                WatchEvent::Refused(_) => super::metrics::watcher(&name, "refusals"),
                 _ => {}
             }
         });

@@ -34,8 +34,6 @@ pub(super) fn record<M: Model>(kind: EventKind, live: &Slot<M>, actor: &Actor) -
 }
 
 pub(super) struct Audit {
-    /// The deployment's name in the journal and the logs.
-    pub(super) name: String,
     #[cfg(feature = "journal")]
     pub(super) journal: Option<Link>,
 }

@@ -21,7 +21,7 @@ use crate::traffic::routing::Sessions;
 use crate::traffic::shadow::ShadowRuntime;
 use crate::validation::GateWorker;
 
-/// Longest accepted version label, in bytes.
+/// Longest accepted version label (and deployment name), in bytes.
 const MAX_VERSION_LEN: usize = 256;
 
 /// A model deployment: the **active** model (blue) serves every request; a **candidate**
@@ -97,6 +97,9 @@ pub struct BlueGreen<M: Model> {
     pub(super) inner: Arc<Inner<M>>,
     /// The bake monitor thread, when a bake window is configured.
     pub(super) monitor: Option<Monitor>,
+    /// The thread that publishes metrics, when an interval is configured.
+    #[cfg(feature = "metrics")]
+    pub(super) collector: Option<super::publish::Collector>,
 }
 
 /// Everything the request threads, the admin path and the monitor thread share.
@@ -125,6 +128,9 @@ pub(super) struct Inner<M: Model> {
     pub(super) gate_worker: GateWorker,
     /// The thread that calls the automatic-rollback hook, when one is configured.
     pub(super) hooks: Option<Hooks>,
+    /// What the last metrics publish saw.
+    #[cfg(feature = "metrics")]
+    pub(super) marks: Mutex<super::publish::Marks>,
     /// The journal (when configured) and the bans in force.
     pub(super) audit: Audit,
     /// Declared last: dropped after everything that may hold a model, so it releases the
@@ -151,8 +157,11 @@ impl<M: Model> BlueGreen<M> {
 
 impl<M: Model> Drop for BlueGreen<M> {
     fn drop(&mut self) {
-        // The monitor holds a reference to `inner`; stop it so ours is the last.
+        // The monitor (and the collector) hold a reference to `inner`; stop them so ours is
+        // the last.
         drop(self.monitor.take());
+        #[cfg(feature = "metrics")]
+        drop(self.collector.take());
     }
 }
 
@@ -214,14 +223,28 @@ pub(super) fn checked_identity(identity: Identity) -> Result<Identity> {
 }
 
 pub(super) fn checked_version(version: String) -> Result<Box<str>> {
-    let reason = if version.trim().is_empty() {
-        "must not be empty"
-    } else if version.len() > MAX_VERSION_LEN {
-        "must be at most 256 bytes"
-    } else if version.chars().any(char::is_control) {
-        "must not contain control characters"
+    match label_problem(&version) {
+        None => Ok(version.into_boxed_str()),
+        Some(reason) => Err(Error::InvalidVersion { version, reason }),
+    }
+}
+
+pub(super) fn checked_name(name: String) -> Result<String> {
+    match label_problem(&name) {
+        None => Ok(name),
+        Some(reason) => Err(Error::InvalidName { name, reason }),
+    }
+}
+
+/// Why a version label or deployment name is refused, if it is.
+fn label_problem(label: &str) -> Option<&'static str> {
+    if label.trim().is_empty() {
+        Some("must not be empty")
+    } else if label.len() > MAX_VERSION_LEN {
+        Some("must be at most 256 bytes")
+    } else if label.chars().any(char::is_control) {
+        Some("must not contain control characters")
     } else {
-        return Ok(version.into_boxed_str());
-    };
-    Err(Error::InvalidVersion { version, reason })
+        None
+    }
 }

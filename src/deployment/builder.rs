@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::actor::Actor;
 use super::audit::{Audit, named, record};
-use super::bluegreen::{BlueGreen, Inner, checked_identity};
+use super::bluegreen::{BlueGreen, Inner, checked_identity, checked_name};
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
 use super::hooks::Hooks;
@@ -30,6 +30,8 @@ use crate::validation::validate::Validator;
 pub(super) type RollbackHook = Arc<dyn Fn(&AutoRollback) + Send + Sync>;
 
 pub(super) struct Config<M: Model> {
+    /// The deployment's name: its `model` label in metrics, and in log events.
+    pub(super) name: Arc<str>,
     pub(super) validators: Vec<Arc<dyn Validator<M>>>,
     pub(super) validation_deadline: Duration,
     pub(super) warmup: Arc<Vec<M::Input>>,
@@ -46,6 +48,8 @@ pub(super) struct Config<M: Model> {
 /// Configures a [`BlueGreen`]; from [`BlueGreen::builder`].
 pub struct Builder<M: Model> {
     pub(super) name: String,
+    #[cfg(feature = "metrics")]
+    metrics_interval: Option<Duration>,
     #[cfg(feature = "journal")]
     pub(super) journal: Option<super::resume::JournalSetup>,
     validators: Vec<Arc<dyn Validator<M>>>,
@@ -68,7 +72,9 @@ pub struct Builder<M: Model> {
 impl<M: Model> Default for Builder<M> {
     fn default() -> Self {
         Self {
-            name: "default".to_owned(),
+            name: DEFAULT_NAME.to_owned(),
+            #[cfg(feature = "metrics")]
+            metrics_interval: Some(Duration::from_secs(1)),
             #[cfg(feature = "journal")]
             journal: None,
             validators: Vec::new(),
@@ -90,11 +96,29 @@ impl<M: Model> Default for Builder<M> {
     }
 }
 
+/// The name of a deployment that was not given one.
+pub(super) const DEFAULT_NAME: &str = "default";
+
 impl<M: Model> Builder<M> {
-    /// Names the deployment (default `"default"`): the `model` column of its journal
-    /// rows, so one journal file can serve several deployments, and a field of its logs.
+    /// Names the deployment (default `"default"`): the value of the `model` label on every
+    /// series it publishes through the `metrics` facade (feature `metrics`), the `model`
+    /// column of its journal rows (feature `journal`; one journal file can serve several
+    /// deployments), and the `model` field of its log events. Give each deployment in a
+    /// process its own name, or their series add up. Same rules as a version label: not
+    /// empty, at most 256 bytes, no control characters ([`Error::InvalidName`]).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// How often a collector thread publishes the deployment's figures through the
+    /// `metrics` facade (default every second; feature `metrics`). `None` starts no thread:
+    /// then call [`BlueGreen::publish_metrics`] yourself, e.g. from your scrape handler
+    /// right before the exporter renders — the figures are then as of the scrape. Events
+    /// (swaps, rollbacks, gate results) are counted when they happen either way.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_interval(mut self, every: Option<Duration>) -> Self {
+        self.metrics_interval = every.map(|d| d.max(Duration::from_millis(1)));
         self
     }
 
@@ -241,16 +265,17 @@ impl<M: Model> Builder<M> {
     pub fn build(mut self, identity: impl Into<Identity>, model: M) -> Result<BlueGreen<M>> {
         let identity = checked_identity(identity.into())?;
         let version = identity.version().to_owned();
+        let name: Arc<str> = checked_name(std::mem::take(&mut self.name))?.into();
         let audit = Audit {
             #[cfg(feature = "journal")]
             journal: match self.journal.take() {
-                Some(setup) => Some(setup.open(&self.name, &identity, self.shutdown_timeout)?),
+                Some(setup) => Some(setup.open(&name, &identity, self.shutdown_timeout)?),
                 None => None,
             },
-            name: std::mem::take(&mut self.name),
         };
         let timed = self.track_latency || self.bake.as_ref().is_some_and(Bake::times_calls);
         let config = Config {
+            name,
             validators: self.validators,
             validation_deadline: self.validation_deadline,
             warmup: Arc::new(self.warmup),
@@ -326,6 +351,8 @@ impl<M: Model> Builder<M> {
             hung,
             gate_worker,
             hooks,
+            #[cfg(feature = "metrics")]
+            marks: Mutex::default(),
             audit,
             retirer,
         });
@@ -340,8 +367,20 @@ impl<M: Model> Builder<M> {
             Some(bake) => Some(Monitor::start(Arc::clone(&inner), bake.check_every)?),
             None => None,
         };
-        tracing::info!(target: "bluegreen", name = %inner.audit.name,
+        #[cfg(feature = "metrics")]
+        let collector = self
+            .metrics_interval
+            .map(|every| {
+                super::publish::Collector::start(Arc::clone(&inner), every, self.shutdown_timeout)
+            })
+            .transpose()?;
+        tracing::info!(target: "bluegreen", model = %inner.config.name,
             version = %inner.active.load().version, "deployment started");
-        Ok(BlueGreen { inner, monitor })
+        Ok(BlueGreen {
+            inner,
+            monitor,
+            #[cfg(feature = "metrics")]
+            collector,
+        })
     }
 }

@@ -66,6 +66,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The deployment name given to [`Builder::name`](crate::Builder::name) is empty, too
+    /// long or has control characters.
+    #[error("invalid deployment name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
     /// A model could not be retired because calls were still running on it.
     #[error(
         "cannot retire {version}: {holders} calls or pins still hold it after waiting {waited:?}"

@@ -49,6 +49,9 @@ pub enum FaultKind {
     /// while dropping the models it held. Nobody waited for it any more; it is counted
     /// here instead of unwinding out of a bluegreen thread.
     AbandonedWorkPanicked,
+    /// The application's `metrics` recorder panicked while the collector thread published
+    /// (feature `metrics`); it publishes again on its next tick.
+    MetricsPanicked,
 }
 
 impl fmt::Display for FaultKind {
@@ -65,6 +68,7 @@ impl fmt::Display for FaultKind {
             FaultKind::MonitorPanicked => "bake monitor panicked",
             FaultKind::Abandoned => "work abandoned",
             FaultKind::AbandonedWorkPanicked => "abandoned work panicked",
+            FaultKind::MetricsPanicked => "metrics recorder panicked",
         })
     }
 }

@@ -13,6 +13,7 @@ use super::audit::{named, record};
 use super::bluegreen::Inner;
 use super::error::{Error, Result};
 use super::faults::{FaultKind, panic_text};
+use super::metrics::Event;
 use super::report::{RollbackReport, SwapReport};
 use super::state::{BakeRun, Standby, State, not_a_candidate};
 use super::status::SlotState;
@@ -303,6 +304,7 @@ impl<M: Model> Inner<M> {
         drop(st);
         drop(candidate);
 
+        self.count(Event::Swapped);
         let report = SwapReport {
             from,
             to: report.candidate.clone(),
@@ -347,6 +349,7 @@ impl<M: Model> Inner<M> {
             old_holders,
         };
         then(st, &report);
+        self.count(Event::RolledBack);
         tracing::warn!(target: "bluegreen", from = %report.from, to = %report.to,
             flip = ?report.flip, old_holders, "rolled back");
         Ok(report)
@@ -368,6 +371,7 @@ impl<M: Model> Inner<M> {
             &self.hung,
             &self.gate_worker,
         );
+        self.count(Event::Validated(&report));
         for check in report.checks.iter() {
             match check.status {
                 CheckStatus::Panicked => self.faults.record(
@@ -411,6 +415,8 @@ impl<M: Model> Inner<M> {
         st.last_validation = Some(report.clone());
         st.changed();
         self.publish(&st);
+        drop(st);
+        self.count(Event::Rejected);
     }
 }
 

@@ -15,6 +15,8 @@
 //! | `hooks.rs` | the thread that calls the automatic-rollback hook, off the monitor |
 //! | `warmup.rs` | warming a model before it takes traffic (always; where the samples come from) |
 //! | `faults.rs` | [`Faults`]: panics and hangs caught on bluegreen's threads, counted with the version |
+//! | `metrics.rs` | the series bluegreen publishes through the `metrics` facade, and the events counted where they happen (swaps, rollbacks, gate results) |
+//! | `publish.rs` | feature `metrics`: `publish_metrics`, summing the per-thread lanes on a collector tick or at scrape time |
 //! | `routes.rs` | publishing the standby to keyed routes and the shadow, withdrawing it, counting its holders |
 //! | `retire.rs` | draining the standby and the retirer thread that drops retired models |
 //! | `audit.rs` | the deployment's side of the journal: record before acting, facts after, bans in force |
@@ -40,7 +42,10 @@ mod error;
 mod faults;
 mod flip;
 mod hooks;
+mod metrics;
 mod monitor;
+#[cfg(feature = "metrics")]
+mod publish;
 #[cfg(feature = "quarantine")]
 mod quarantine;
 mod read;

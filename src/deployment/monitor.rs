@@ -16,10 +16,11 @@ use super::audit::{Audit, named, record};
 use super::bluegreen::Inner;
 use super::error::{Error, Result};
 use super::faults::{FaultKind, panic_text};
+use super::metrics::Event;
 use super::state::BakeRun;
 use crate::journal::{EventKind, Value};
 use crate::model::Model;
-use crate::traffic::bake::AutoRollback;
+use crate::traffic::bake::{AutoRollback, Breach};
 
 pub(super) struct Monitor {
     pub(super) stop: Option<crossbeam_channel::Sender<()>>,
@@ -90,9 +91,9 @@ impl<M: Model> Inner<M> {
         let now = active.observed();
         let prev = previous.as_ref().map(|p| p.observed());
         drop(previous);
-        if let Some(reason) = bake.breach(&now, prev.as_ref()) {
+        if let Some(breach) = bake.breach(&now, prev.as_ref()) {
             drop(active);
-            self.auto_rollback(run, reason);
+            self.auto_rollback(run, breach);
         } else if bake.passed(run.started.elapsed(), &now) {
             let mut st = self.state.lock();
             if st.baking(run.generation).is_some_and(|b| !b.claimed) {
@@ -112,7 +113,8 @@ impl<M: Model> Inner<M> {
         }
     }
 
-    fn auto_rollback(&self, run: BakeRun, reason: String) {
+    fn auto_rollback(&self, run: BakeRun, breach: Breach) {
+        let Breach { limit, reason } = breach;
         let mut st = self.state.lock();
         // Only if that bake still runs: a manual rollback may have won the race.
         if st.baking(run.generation).is_none_or(|b| b.claimed) {
@@ -150,6 +152,7 @@ impl<M: Model> Inner<M> {
                 from: report.from.clone(),
                 to: report.to.clone(),
                 reason: reason.clone(),
+                limit,
                 after: run.started.elapsed(),
                 at: SystemTime::now(),
             };
@@ -167,8 +170,9 @@ impl<M: Model> Inner<M> {
         };
         drop(st);
         let Some(record) = record else { return };
-        tracing::error!(target: "bluegreen", from = %record.from, to = %record.to,
-            reason = %record.reason, after = ?record.after, "automatic rollback");
+        tracing::error!(target: "bluegreen", model = %self.config.name, from = %record.from,
+            to = %record.to, reason = %record.reason, after = ?record.after, "automatic rollback");
+        self.count(Event::AutoRolledBack(record.limit));
         if let Some(hooks) = &self.hooks {
             hooks.notify(&record);
         }

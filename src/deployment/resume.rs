@@ -168,7 +168,7 @@ impl<M: Model> BlueGreen<M> {
             Some(link) => Ok(read_history(
                 &link.reader.lock(),
                 link.writer.path(),
-                &audit.name,
+                &self.inner.config.name,
                 limit,
             )?),
             None => Ok(Vec::new()),

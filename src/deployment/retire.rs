@@ -24,6 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use super::bluegreen::Inner;
 use super::error::{Error, Result};
 use super::faults::{FaultKind, FaultLog, panic_text};
+use super::metrics::Event;
 use super::state::Which;
 use super::status::RetiringModel;
 use crate::model::Model;
@@ -320,6 +321,9 @@ impl<M: Model> Inner<M> {
         };
         let mut drained = Vec::with_capacity(taken.len());
         for slot in &taken {
+            // A bounded poll with a doubling pause (50 µs to 5 ms): nothing signals when a
+            // reference to the slot is dropped, so there is nothing to wait on, and a
+            // backoff crate would add a dependency for these three lines.
             let mut pause = Duration::from_micros(50);
             loop {
                 self.check_shadow();
@@ -357,6 +361,13 @@ impl<M: Model> Inner<M> {
             }
             st.draining.clear();
             st.changed();
+        }
+        #[cfg(feature = "metrics")]
+        for slot in &taken {
+            self.publish_retired(slot);
+        }
+        for _ in &taken {
+            self.count(Event::Retired);
         }
         let dropped: Vec<Receiver<()>> = taken.into_iter().map(|s| self.retirer.send(s)).collect();
         if wait_for_drop {

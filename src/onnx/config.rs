@@ -8,6 +8,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use super::OnnxError;
 use super::metadata::MetadataLimits;
 use super::model::OnnxModel;
+use super::provider::{ACCELERATOR_SESSIONS, ExecutionProvider};
 
 /// How much ONNX Runtime rewrites the graph when loading a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -38,7 +39,7 @@ impl From<OptimizationLevel> for GraphOptimizationLevel {
     }
 }
 
-/// How an [`OnnxModel`] is loaded: pool size, threads, optimization.
+/// How an [`OnnxModel`] is loaded: pool size, threads, optimization, execution provider.
 ///
 /// ```no_run
 /// use bluegreen::onnx::{OnnxConfig, OptimizationLevel};
@@ -50,12 +51,27 @@ impl From<OptimizationLevel> for GraphOptimizationLevel {
 ///     .load("models/digits/2/model.onnx")?;
 /// # Ok::<(), bluegreen::onnx::OnnxError>(())
 /// ```
+///
+/// On a GPU (feature `cuda`, and an ONNX Runtime library built with CUDA):
+///
+/// ```no_run
+/// use bluegreen::onnx::{ExecutionProvider, OnnxConfig};
+///
+/// let model = OnnxConfig::new()
+///     .execution_provider(ExecutionProvider::cuda()) // GPU 0; the pool defaults to 2 sessions
+///     .cpu_fallback(false)   // the default: no GPU is an error, not a silent CPU model
+///     .load("models/digits/2/model.onnx")?;
+/// assert_eq!(model.execution_provider(), &ExecutionProvider::cuda());
+/// # Ok::<(), bluegreen::onnx::OnnxError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnnxConfig {
     pool_size: Option<usize>,
     pub(super) intra_threads: usize,
     pub(super) optimization_level: OptimizationLevel,
     pub(super) share_prepacked_weights: bool,
+    pub(super) provider: ExecutionProvider,
+    pub(super) cpu_fallback: bool,
     pub(super) metadata_limits: MetadataLimits,
 }
 
@@ -66,6 +82,8 @@ impl Default for OnnxConfig {
             intra_threads: 1,
             optimization_level: OptimizationLevel::All,
             share_prepacked_weights: true,
+            provider: ExecutionProvider::Cpu,
+            cpu_fallback: false,
             metadata_limits: MetadataLimits::default(),
         }
     }
@@ -80,8 +98,13 @@ impl OnnxConfig {
 
     /// Number of sessions in the pool: how many calls can run at the same time. Size it to
     /// the number of threads that call [`predict`](crate::Model::predict) concurrently. Default:
-    /// [`std::thread::available_parallelism`]. Each session holds its own copy of the model's
-    /// weights (see the [module docs](super#memory)). Must be at least 1.
+    /// [`std::thread::available_parallelism`] on the CPU, [`ACCELERATOR_SESSIONS`] (2) on an
+    /// [accelerator](Self::execution_provider) — the device runs one session at a time and
+    /// every session keeps its own copy of the weights in device memory. Each session holds
+    /// its own copy of the model's weights (see the [module docs](super#memory)). Must be at
+    /// least 1.
+    ///
+    /// [`ACCELERATOR_SESSIONS`]: super::ACCELERATOR_SESSIONS
     #[must_use]
     pub fn pool_size(mut self, sessions: usize) -> Self {
         self.pool_size = Some(sessions);
@@ -112,6 +135,28 @@ impl OnnxConfig {
         self
     }
 
+    /// Where ONNX Runtime runs the model (default [`ExecutionProvider::Cpu`]). An
+    /// accelerator needs bluegreen's feature of the same name and an ONNX Runtime library
+    /// built with it; when either or the device is missing, loading fails with
+    /// [`OnnxError::ProviderUnavailable`] — unless [`cpu_fallback`](Self::cpu_fallback) is
+    /// on.
+    #[must_use]
+    pub fn execution_provider(mut self, provider: ExecutionProvider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// When the [execution provider](Self::execution_provider) cannot be used, load on the
+    /// CPU instead of failing (default off). The fall back is logged at warn level with the
+    /// reason, and the model says so ([`OnnxModel::execution_provider`],
+    /// [`OnnxModel::cpu_fallback_reason`]); the pool is then sized for the CPU unless
+    /// [`pool_size`](Self::pool_size) was set.
+    #[must_use]
+    pub fn cpu_fallback(mut self, allow: bool) -> Self {
+        self.cpu_fallback = allow;
+        self
+    }
+
     /// How much of a model's custom metadata is kept in its
     /// [`ModelInfo`](crate::ModelInfo): at most `entries` entries and `bytes` bytes (as
     /// stored in the file), in file order. Default 1024 entries, 1 MiB. Entries past
@@ -125,12 +170,21 @@ impl OnnxConfig {
         self
     }
 
-    /// The pool size this configuration resolves to.
+    /// The pool size this configuration resolves to on its execution provider.
     pub fn resolved_pool_size(&self) -> usize {
+        self.pool_size_on(&self.provider)
+    }
+
+    /// The pool size on `provider` (the configured one, or the CPU after a fall back).
+    pub(super) fn pool_size_on(&self, provider: &ExecutionProvider) -> usize {
         self.pool_size.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            if provider.is_accelerator() {
+                ACCELERATOR_SESSIONS
+            } else {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }
         })
     }
 

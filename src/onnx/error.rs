@@ -78,6 +78,23 @@ pub enum OnnxError {
         message: String,
     },
 
+    /// The configured [execution provider](super::OnnxConfig::execution_provider) cannot be
+    /// used: bluegreen was built without its feature, the ONNX Runtime library has no such
+    /// provider, or ONNX Runtime could not start it (no device, missing CUDA libraries, …).
+    /// Not returned when [`cpu_fallback`](super::OnnxConfig::cpu_fallback) is on: the model
+    /// is then loaded on the CPU.
+    #[error(
+        "execution provider {provider} is unavailable: {reason}; to fix: enable bluegreen's \
+         matching feature and use an ONNX Runtime library built with it, or allow \
+         OnnxConfig::cpu_fallback"
+    )]
+    ProviderUnavailable {
+        /// The provider asked for.
+        provider: super::ExecutionProvider,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
     /// The configuration cannot work (e.g. a pool of zero sessions).
     #[error("invalid ONNX model configuration: {0}")]
     InvalidConfig(String),

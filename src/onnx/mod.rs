@@ -52,7 +52,8 @@
 //! concurrently on one session in every configuration), so one session serves one call at a
 //! time. An [`OnnxModel`] therefore holds a pool of sessions, each behind its own
 //! `parking_lot::Mutex` on its own cache line, sized with [`OnnxConfig::pool_size`]
-//! (default: the number of CPUs) — size it to the number of threads that call `predict`.
+//! (default: the number of CPUs; two on an accelerator, see below) — size it to the number
+//! of threads that call `predict`.
 //!
 //! Picking a session must not itself become the bottleneck: a write to memory that several
 //! threads share (a round-robin counter, a shared reference count) costs ~10× more at two
@@ -76,6 +77,34 @@
 //! kernels such as MatMul/Gemm/Conv build at load time exist once per model rather than once
 //! per session. For a large model, prefer a smaller pool with more
 //! [`intra_threads`](OnnxConfig::intra_threads) each.
+//!
+//! # Execution providers: GPUs and other accelerators
+//!
+//! [`OnnxConfig::execution_provider`] picks where ONNX Runtime runs the model:
+//! [`ExecutionProvider::Cpu`] (the default), CUDA, TensorRT, OpenVINO, Core ML or DirectML.
+//! Each accelerator needs bluegreen's cargo feature of the same name (`cuda`, `tensorrt`,
+//! `openvino`, `coreml`, `directml`; each forwards ort's, so ort's `download-binaries`
+//! then fetches a build with it) and an ONNX Runtime library built with the provider —
+//! with `load-dynamic`, e.g. the `onnxruntime-gpu` wheel's `libonnxruntime.so` (and its
+//! `libonnxruntime_providers_cuda.so` beside it) for CUDA.
+//!
+//! When the provider cannot be used — the feature is off, the library lacks it, or ONNX
+//! Runtime cannot start it on this machine (no device, missing CUDA libraries) — loading
+//! fails with [`OnnxError::ProviderUnavailable`], naming the provider and why. A model the
+//! CPU cannot load either is an [`OnnxError::InvalidModel`], whatever the provider. With
+//! [`OnnxConfig::cpu_fallback`] the model is instead loaded on the CPU, a warning is logged
+//! with the reason, and the model says so ([`OnnxModel::execution_provider`],
+//! [`OnnxModel::cpu_fallback_reason`]) — a choice, never a silent default: a service that
+//! sized its fleet for GPUs usually wants to fail its readiness check instead.
+//!
+//! On an accelerator the pool defaults to [`ACCELERATOR_SESSIONS`] (two) sessions, not one
+//! per CPU: the device runs one session's kernels at a time, and every session keeps its
+//! own copy of the weights and its own memory arena on the device, so more sessions cost
+//! device memory without adding throughput; the second lets one call's host-side work
+//! overlap the other's device work. Feed an accelerator batches rather than many
+//! concurrent single rows. A retired model's sessions are released by the retirer thread
+//! like any other model; `scripts/gpu-check.sh` measures what that gives back on a CUDA
+//! machine.
 //!
 //! # Linking ONNX Runtime
 //!
@@ -122,8 +151,10 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `model.rs` | [`OnnxModel`]: the session pool, `predict`, input checks, warm-up |
+//! | `model.rs` | [`OnnxModel`]: the session pool, `predict`, input resolution, warm-up |
+//! | `check.rs` | checking a tensor against its declared element type, rank and fixed dimensions |
 //! | `config.rs` | [`OnnxConfig`], [`OptimizationLevel`]: how a model is loaded |
+//! | `provider.rs` | [`ExecutionProvider`]: CPU, CUDA, TensorRT, OpenVINO, Core ML, DirectML; registering one; the first session and the CPU fallback |
 //! | `describe.rs` | reading a session's inputs, outputs and metadata into a [`ModelInfo`](crate::ModelInfo) |
 //! | `metadata.rs` | reading the custom metadata from the model file in one linear pass, within limits |
 //! | `tensor.rs` | [`Inputs`], [`Outputs`], [`Tensor`], [`TensorView`] |
@@ -134,11 +165,13 @@
 //! | `error.rs` | [`OnnxError`] |
 
 mod binding;
+mod check;
 mod config;
 mod describe;
 mod error;
 mod metadata;
 mod model;
+mod provider;
 #[cfg(feature = "quarantine")]
 mod quarantine;
 mod quiet;
@@ -149,6 +182,7 @@ pub use self::binding::OnnxBinding;
 pub use self::config::{OnnxConfig, OptimizationLevel};
 pub use self::error::{OnnxError, RUNTIME_FIX};
 pub use self::model::OnnxModel;
+pub use self::provider::{ACCELERATOR_SESSIONS, ExecutionProvider};
 #[cfg(feature = "quarantine")]
 pub use self::quarantine::OnnxTrial;
 #[cfg(feature = "quarantine")]

@@ -14,8 +14,10 @@ use ort::value::TensorRef;
 use parking_lot::Mutex;
 
 use super::OnnxError;
+use super::check::check;
 use super::config::{OnnxConfig, Source};
 use super::describe::describe;
+use super::provider::{ExecutionProvider, commit, first_session};
 use super::runtime::environment;
 use super::tensor::{InputKey, Inputs, OutputValues, Outputs, Tensor};
 use crate::{Dim, Model, ModelInfo, TensorSpec};
@@ -58,6 +60,8 @@ pub struct OnnxModel {
     input_names: Box<[String]>,
     info: ModelInfo,
     path: Option<PathBuf>,
+    provider: ExecutionProvider,
+    fallback: Option<String>,
     prepacked: Option<PrepackedWeights>,
 }
 
@@ -114,28 +118,30 @@ impl OnnxModel {
     }
 
     pub(super) fn build(config: &OnnxConfig, source: Source<'_>) -> Result<Self, OnnxError> {
-        let pool_size = config.resolved_pool_size();
-        if pool_size == 0 {
+        if config.resolved_pool_size() == 0 {
             return Err(OnnxError::InvalidConfig(
                 "pool_size must be at least 1".to_string(),
             ));
         }
         let env = environment()?;
         let prepacked = config.share_prepacked_weights.then(PrepackedWeights::new);
-
-        let mut builder = Session::builder(env)
-            .map_err(OnnxError::runtime)?
-            .with_intra_threads(config.intra_threads)
-            .map_err(OnnxError::runtime)?
-            .with_optimization_level(config.optimization_level.into())
-            .map_err(OnnxError::runtime)?;
-        if let Some(weights) = &prepacked {
-            builder = builder
-                .with_prepacked_weights(weights)
+        let base = || -> Result<SessionBuilder, OnnxError> {
+            let mut builder = Session::builder(env)
+                .map_err(OnnxError::runtime)?
+                .with_intra_threads(config.intra_threads)
+                .map_err(OnnxError::runtime)?
+                .with_optimization_level(config.optimization_level.into())
                 .map_err(OnnxError::runtime)?;
-        }
+            if let Some(weights) = &prepacked {
+                builder = builder
+                    .with_prepacked_weights(weights)
+                    .map_err(OnnxError::runtime)?;
+            }
+            Ok(builder)
+        };
 
-        let first = commit(&mut builder, source)?;
+        let (mut builder, first, provider, fallback) = first_session(config, source, &base)?;
+        let pool_size = config.pool_size_on(&provider);
         let info = describe(&first, source, config.metadata_limits);
         let inputs: Box<[TensorSpec]> = info.inputs.clone().into_boxed_slice();
         let input_names: Box<[String]> = inputs.iter().map(|t| t.name.clone()).collect();
@@ -154,6 +160,7 @@ impl OnnxModel {
         tracing::debug!(
             path = ?source.path(),
             pool_size,
+            %provider,
             shares_prepacked_weights = prepacked.is_some(),
             "loaded ONNX model"
         );
@@ -164,8 +171,23 @@ impl OnnxModel {
             input_names,
             info,
             path: source.path(),
+            provider,
+            fallback,
             prepacked,
         })
+    }
+
+    /// Where the model runs: the configured
+    /// [execution provider](OnnxConfig::execution_provider), or
+    /// [`Cpu`](ExecutionProvider::Cpu) after a [fall back](OnnxConfig::cpu_fallback).
+    pub fn execution_provider(&self) -> &ExecutionProvider {
+        &self.provider
+    }
+
+    /// Why the configured execution provider could not be used, when the model fell back to
+    /// the CPU; `None` when it runs where it was asked to.
+    pub fn cpu_fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// Checks `inputs` against the model and returns one tensor per model input, in graph
@@ -496,58 +518,7 @@ fn run_values(slot: &mut Slot, values: &[SessionInputValue<'_>]) -> Result<Outpu
     Ok(Outputs::new(Arc::clone(&slot.output_names), collected))
 }
 
-/// Validates one tensor against its declared spec (element type, rank, fixed dims).
-fn check(spec: &TensorSpec, t: &Tensor) -> Result<(), OnnxError> {
-    let got = t.dtype();
-    if spec.dtype != got {
-        return Err(OnnxError::WrongDtype {
-            name: spec.name.clone(),
-            expected: spec.dtype,
-            got,
-        });
-    }
-    let Some(dims) = &spec.shape else {
-        return Ok(());
-    };
-    let shape = t.shape();
-    if dims.len() != shape.len() {
-        return Err(OnnxError::WrongRank {
-            name: spec.name.clone(),
-            expected: dims.len(),
-            expected_shape: dims.clone(),
-            got: shape.len(),
-            got_shape: shape.to_vec(),
-        });
-    }
-    for (axis, (d, &size)) in dims.iter().zip(shape).enumerate() {
-        if let Dim::Fixed(expected) = d
-            && *expected != size
-        {
-            return Err(OnnxError::WrongDim {
-                name: spec.name.clone(),
-                axis,
-                expected: *expected,
-                got: size,
-                expected_shape: dims.clone(),
-                got_shape: shape.to_vec(),
-            });
-        }
-    }
-    Ok(())
-}
-
 // Load-time helpers.
-
-fn commit(builder: &mut SessionBuilder, source: Source<'_>) -> Result<Session, OnnxError> {
-    let result = match source {
-        Source::File(path) => builder.commit_from_file(path),
-        Source::Memory(bytes) => builder.commit_from_memory(bytes),
-    };
-    result.map_err(|e| OnnxError::InvalidModel {
-        path: source.path(),
-        message: e.to_string(),
-    })
-}
 
 fn slot(session: Session, output_names: &[String]) -> CachePadded<Mutex<Slot>> {
     CachePadded::new(Mutex::new(Slot {
@@ -560,62 +531,6 @@ fn slot(session: Session, output_names: &[String]) -> CachePadded<Mutex<Slot>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ElementType;
-
-    fn spec_f32(name: &str, dims: Vec<Dim>) -> TensorSpec {
-        TensorSpec::new(name, ElementType::F32, dims)
-    }
-
-    #[test]
-    fn check_accepts_dynamic_batch_and_matching_fixed_dim() {
-        let s = spec_f32(
-            "input",
-            vec![Dim::Dynamic(Some("batch".into())), Dim::Fixed(4)],
-        );
-        let t = Tensor::from(ndarray::Array2::<f32>::zeros((7, 4)));
-        assert!(check(&s, &t).is_ok());
-    }
-
-    #[test]
-    fn check_rejects_wrong_fixed_dim_with_axis() {
-        let s = spec_f32("input", vec![Dim::Dynamic(None), Dim::Fixed(4)]);
-        let t = Tensor::from(ndarray::Array2::<f32>::zeros((2, 5)));
-        match check(&s, &t) {
-            Err(OnnxError::WrongDim {
-                name,
-                axis,
-                expected,
-                got,
-                ..
-            }) => {
-                assert_eq!((name.as_str(), axis, expected, got), ("input", 1, 4, 5));
-            }
-            other => panic!("expected WrongDim, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn check_rejects_wrong_rank_and_dtype() {
-        let s = spec_f32("input", vec![Dim::Dynamic(None), Dim::Fixed(4)]);
-        let t = Tensor::from(ndarray::Array1::<f32>::zeros(4));
-        assert!(matches!(
-            check(&s, &t),
-            Err(OnnxError::WrongRank {
-                expected: 2,
-                got: 1,
-                ..
-            })
-        ));
-        let t = Tensor::from(ndarray::Array2::<i64>::zeros((1, 4)));
-        assert!(matches!(
-            check(&s, &t),
-            Err(OnnxError::WrongDtype {
-                expected: ElementType::F32,
-                got: ElementType::I64,
-                ..
-            })
-        ));
-    }
 
     #[test]
     fn resolved_spills_past_eight_inputs() {

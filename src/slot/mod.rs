@@ -24,4 +24,6 @@ pub(crate) use hung::{Hung, HungWork};
 pub use identity::{ContentHash, Identity, InvalidContentHash};
 pub(crate) use lanes::Lanes;
 pub(crate) use loaded::{Observed, Slot};
+#[cfg(feature = "metrics")]
+pub(crate) use stats::Totals;
 pub(crate) use stats::{SlotStats, bump};

@@ -127,8 +127,14 @@ impl Bake {
         self.max_p99.is_some() || self.max_p99_ratio.is_some()
     }
 
-    /// The first limit `now` breaches, in words; `prev` is the previous model's record.
-    pub(crate) fn breach(&self, now: &Observed, prev: Option<&Observed>) -> Option<String> {
+    /// The first limit `now` breaches, which one and in words; `prev` is the previous
+    /// model's record.
+    pub(crate) fn breach(&self, now: &Observed, prev: Option<&Observed>) -> Option<Breach> {
+        let (limit, reason) = self.breached(now, prev)?;
+        Some(Breach { limit, reason })
+    }
+
+    fn breached(&self, now: &Observed, prev: Option<&Observed>) -> Option<(BakeLimit, String)> {
         let enough = |o: &Observed| o.requests >= self.min_samples;
         let enough_outcomes = |o: &Observed| o.outcomes >= self.min_samples;
         let pct = |r: f64| format!("{:.2}%", r * 100.0);
@@ -137,28 +143,37 @@ impl Bake {
             if let Some(max) = self.max_error_rate
                 && rate > max
             {
-                return Some(format!(
-                    "error rate {} ({} of {} calls) exceeds the limit of {}",
-                    pct(rate),
-                    now.errors,
-                    now.requests,
-                    pct(max)
+                return Some((
+                    BakeLimit::ErrorRate,
+                    format!(
+                        "error rate {} ({} of {} calls) exceeds the limit of {}",
+                        pct(rate),
+                        now.errors,
+                        now.requests,
+                        pct(max)
+                    ),
                 ));
             }
             if let (Some(up), Some(p)) = (self.max_error_rate_increase, prev.filter(|p| enough(p)))
                 && rate > p.error_rate() + up
             {
-                return Some(format!(
-                    "error rate {} exceeds the previous model's {} by more than {}",
-                    pct(rate),
-                    pct(p.error_rate()),
-                    pct(up)
+                return Some((
+                    BakeLimit::ErrorRateIncrease,
+                    format!(
+                        "error rate {} exceeds the previous model's {} by more than {}",
+                        pct(rate),
+                        pct(p.error_rate()),
+                        pct(up)
+                    ),
                 ));
             }
             if let (Some(max), Some(p99)) = (self.max_p99, now.p99)
                 && p99 > max
             {
-                return Some(format!("p99 latency {p99:?} exceeds the limit of {max:?}"));
+                return Some((
+                    BakeLimit::P99,
+                    format!("p99 latency {p99:?} exceeds the limit of {max:?}"),
+                ));
             }
             if let (Some(k), Some(p99), Some(prev_p99)) = (
                 self.max_p99_ratio,
@@ -166,8 +181,9 @@ impl Bake {
                 prev.filter(|p| enough(p)).and_then(|p| p.p99),
             ) && p99.as_secs_f64() > k * prev_p99.as_secs_f64()
             {
-                return Some(format!(
-                    "p99 latency {p99:?} exceeds {k}x the previous model's {prev_p99:?}"
+                return Some((
+                    BakeLimit::P99Ratio,
+                    format!("p99 latency {p99:?} exceeds {k}x the previous model's {prev_p99:?}"),
                 ));
             }
         }
@@ -176,23 +192,29 @@ impl Bake {
             if let Some(min) = self.min_outcome_success
                 && ok < min
             {
-                return Some(format!(
-                    "good outcomes {} ({} of {} reported) below the minimum of {}",
-                    pct(ok),
-                    now.outcomes_ok,
-                    now.outcomes,
-                    pct(min)
+                return Some((
+                    BakeLimit::OutcomeSuccess,
+                    format!(
+                        "good outcomes {} ({} of {} reported) below the minimum of {}",
+                        pct(ok),
+                        now.outcomes_ok,
+                        now.outcomes,
+                        pct(min)
+                    ),
                 ));
             }
             if let (Some(drop), Some(p)) =
                 (self.max_outcome_drop, prev.filter(|p| enough_outcomes(p)))
                 && ok < p.outcome_success() - drop
             {
-                return Some(format!(
-                    "good outcomes {} dropped more than {} below the previous model's {}",
-                    pct(ok),
-                    pct(drop),
-                    pct(p.outcome_success())
+                return Some((
+                    BakeLimit::OutcomeDrop,
+                    format!(
+                        "good outcomes {} dropped more than {} below the previous model's {}",
+                        pct(ok),
+                        pct(drop),
+                        pct(p.outcome_success())
+                    ),
                 ));
             }
         }
@@ -203,6 +225,53 @@ impl Bake {
     pub(crate) fn passed(&self, elapsed: Duration, now: &Observed) -> bool {
         elapsed >= self.duration && now.requests >= self.min_requests
     }
+}
+
+/// Which bake limit a model breached: the kind of [`AutoRollback::reason`], for alerts and
+/// metric labels.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BakeLimit {
+    /// [`Bake::max_error_rate`].
+    ErrorRate,
+    /// [`Bake::max_error_rate_increase`].
+    ErrorRateIncrease,
+    /// [`Bake::max_p99`].
+    P99,
+    /// [`Bake::max_p99_ratio`].
+    P99Ratio,
+    /// [`Bake::min_outcome_success`].
+    OutcomeSuccess,
+    /// [`Bake::max_outcome_drop`].
+    OutcomeDrop,
+}
+
+impl BakeLimit {
+    /// A short snake_case name (`error_rate`, `p99_ratio`, …), stable across releases.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BakeLimit::ErrorRate => "error_rate",
+            BakeLimit::ErrorRateIncrease => "error_rate_increase",
+            BakeLimit::P99 => "p99",
+            BakeLimit::P99Ratio => "p99_ratio",
+            BakeLimit::OutcomeSuccess => "outcome_success",
+            BakeLimit::OutcomeDrop => "outcome_drop",
+        }
+    }
+}
+
+impl std::fmt::Display for BakeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A breached limit: which, and in words.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Breach {
+    pub(crate) limit: BakeLimit,
+    pub(crate) reason: String,
 }
 
 /// An automatic rollback: what, when and why. Kept in [`Status`](crate::Status) and passed
@@ -216,6 +285,8 @@ pub struct AutoRollback {
     pub to: String,
     /// The limit it breached, in words.
     pub reason: String,
+    /// Which limit that was.
+    pub limit: BakeLimit,
     /// How long it had been baking.
     #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_util::secs"))]
     pub after: Duration,
@@ -267,6 +338,8 @@ mod tests {
             .min_samples(20);
         assert_eq!(bake.breach(&seen(5, 5), None), None, "too few samples");
         let why = bake.breach(&seen(40, 4), None).unwrap();
+        assert_eq!(why.limit, BakeLimit::ErrorRate);
+        let why = why.reason;
         assert_eq!(
             why,
             "error rate 10.00% (4 of 40 calls) exceeds the limit of 5.00%"
@@ -298,6 +371,7 @@ mod tests {
         assert!(
             bake.breach(&slow, Some(&prev))
                 .unwrap()
+                .reason
                 .contains("exceeds 2x")
         );
     }
@@ -313,6 +387,7 @@ mod tests {
         assert!(
             bake.breach(&o, None)
                 .unwrap()
+                .reason
                 .starts_with("good outcomes 80.00%")
         );
     }

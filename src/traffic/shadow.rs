@@ -184,7 +184,10 @@ pub(crate) struct ShadowRuntime<M: Model> {
 }
 
 thread_local! {
-    /// Per-thread xorshift state for the sampling decision (never shared).
+    /// Per-thread xorshift state for the sampling decision (never shared). Not `fastrand`:
+    /// this runs on the request path of every successful call while a shadow is configured,
+    /// and fastrand's thread-local generator is lazily seeded (a state check per access)
+    /// where this `const` cell is one load; the decision needs no better randomness.
     static RNG: Cell<u64> = const { Cell::new(0) };
 }
 

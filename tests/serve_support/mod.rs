@@ -33,22 +33,27 @@ pub fn serve_binary() -> &'static Path {
         let bin = profile_dir
             .join("examples")
             .join(format!("serve{}", std::env::consts::EXE_SUFFIX));
-        let mut features = Vec::new();
-        if cfg!(feature = "onnx") {
-            features.push("onnx");
-        }
-        if cfg!(feature = "serde") {
-            features.push("serde");
-        }
-        if cfg!(feature = "journal") {
-            features.push("journal");
-        }
-        if cfg!(feature = "watch") {
-            features.push("watch");
-        }
-        if cfg!(feature = "quarantine") {
-            features.push("quarantine");
-        }
+        // Every feature this test was built with, so the example reuses the same build of
+        // the library instead of compiling another one.
+        let enabled = [
+            ("onnx", cfg!(feature = "onnx")),
+            ("serde", cfg!(feature = "serde")),
+            ("journal", cfg!(feature = "journal")),
+            ("quarantine", cfg!(feature = "quarantine")),
+            ("watch", cfg!(feature = "watch")),
+            ("metrics", cfg!(feature = "metrics")),
+            ("tower", cfg!(feature = "tower")),
+            ("cuda", cfg!(feature = "cuda")),
+            ("tensorrt", cfg!(feature = "tensorrt")),
+            ("openvino", cfg!(feature = "openvino")),
+            ("coreml", cfg!(feature = "coreml")),
+            ("directml", cfg!(feature = "directml")),
+        ];
+        let features: Vec<&str> = enabled
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(f, _)| *f)
+            .collect();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([
