@@ -35,8 +35,10 @@
 //! | `POST /admin/models/<name>/unban` `{"version": "3"}` | lift the journal's bans on a version (`--journal`) |
 //!
 //! Admin endpoints need `Authorization: Bearer $BLUEGREEN_ADMIN_TOKEN`; when that variable is
-//! unset or empty they answer 403 (admin disabled). Bad requests get a 400 with a message,
-//! never a panic or a 500. The service binds 127.0.0.1 unless told otherwise.
+//! unset or empty they answer 403 (admin disabled). With `--admin-port N`, `/admin/...` and
+//! `/metrics` are served on port N only (the public port answers 404 for them), so that a
+//! NetworkPolicy can keep them from the clients (deploy/k8s, docs/serving.md "Fleet
+//! recipe"). Bad requests get a 400 with a message, never a panic or a 500. The service binds 127.0.0.1 unless told otherwise.
 //!
 //! # Hostile clients
 //!
@@ -90,6 +92,7 @@ mod serve {
     pub mod reports;
     pub mod request_error;
     pub mod server;
+    pub mod verdict;
 }
 
 use std::net::SocketAddr;
@@ -173,26 +176,19 @@ async fn run(args: Args) -> Result<(), String> {
         args,
     });
 
-    let addr: SocketAddr = format!("{}:{}", app.args.host, app.args.port)
-        .parse()
-        .or_else(|_| {
-            use std::net::ToSocketAddrs;
-            (app.args.host.as_str(), app.args.port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or(())
-        })
-        .map_err(|()| format!("cannot resolve --host {:?}", app.args.host))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let listener = bind(&app.args.host, app.args.port).await?;
+    let bound = local_addr(&listener)?;
+    // `--admin-port`: /admin and /metrics on a listener of their own, off the public port.
+    let admin_listener = match app.args.admin_port {
+        Some(port) => Some(bind(&app.args.host, port).await?),
+        None => None,
+    };
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
+        if let Some(l) = &admin_listener {
+            let _ = writeln!(out, "admin listening on http://{}", local_addr(l)?);
+        }
         let _ = writeln!(out, "listening on http://{bound}");
         let _ = out.flush();
     }
@@ -213,20 +209,39 @@ async fn run(args: Args) -> Result<(), String> {
         });
     }
 
-    let router = router(Arc::clone(&app));
+    // One signal stops every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_app = Arc::clone(&app);
-    serve::server::serve(
-        listener,
-        router,
-        app.args.limits,
-        Arc::clone(&app.connections),
-        async move {
-            shutdown_signal().await;
-            shutdown_app.shutting_down.store(true, Ordering::Relaxed);
-            tracing::info!("shutting down: finishing requests in flight");
-        },
-    )
-    .await;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown_app.shutting_down.store(true, Ordering::Relaxed);
+        tracing::info!("shutting down: finishing requests in flight");
+        drop(shutdown_app); // so that the watchers can be stopped below
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (public, ops) = routers(Arc::clone(&app), admin_listener.is_some());
+    let limits = app.args.limits;
+    let gauge = Arc::clone(&app.connections);
+    match admin_listener.zip(ops) {
+        None => {
+            serve::server::serve(listener, public, limits, gauge, stopped(stop_rx)).await;
+        }
+        Some((admin_listener, ops)) => {
+            tokio::join!(
+                serve::server::serve(
+                    listener,
+                    public,
+                    limits,
+                    Arc::clone(&gauge),
+                    stopped(stop_rx.clone())
+                ),
+                serve::server::serve(admin_listener, ops, limits, gauge, stopped(stop_rx)),
+            );
+        }
+    }
     // Stop the watchers (each finishes what it is doing) when nothing else holds them.
     #[cfg(feature = "watch")]
     if let Ok(app) = Arc::try_unwrap(app) {
@@ -242,18 +257,22 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn router(app: Arc<App>) -> Router {
+/// The public routes (probes, predict, model info) and the operators' routes (`/admin`,
+/// `/metrics`): merged into one router (`split` false), or the operators' apart for a
+/// listener of their own (`--admin-port`). Each router gets the body limits, the HTTP
+/// counter and the 404 fallback (once: axum cannot merge two routers with fallbacks).
+fn routers(app: Arc<App>, split: bool) -> (Router, Option<Router>) {
     use serve::{admin, api};
     let limits = app.args.limits;
     let public = Router::new()
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
         .route("/v1/models", get(api::list_models))
         .route(
             "/v1/models/{target}",
             post(api::predict).get(api::model_info),
         );
+    let metrics = Router::new().route("/metrics", get(api::metrics));
     let admin = Router::new()
         .route("/admin/models/{name}/status", get(admin::status))
         .route("/admin/models/{name}/stage", post(admin::stage))
@@ -265,15 +284,44 @@ fn router(app: Arc<App>) -> Router {
     let admin = admin
         .route("/admin/models/{name}/history", get(admin::history))
         .route("/admin/models/{name}/unban", post(admin::unban));
-    let routes = limits
-        .public(public)
-        .merge(admin)
-        .fallback(api::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&app),
-            api::track_http,
-        ));
-    limits.bodies(routes).with_state(app)
+    let finish =
+        |routes: Router<Arc<App>>| {
+            limits
+                .bodies(routes.fallback(api::not_found).layer(
+                    axum::middleware::from_fn_with_state(Arc::clone(&app), api::track_http),
+                ))
+                .with_state(Arc::clone(&app))
+        };
+    let public = limits.public(public);
+    let ops = limits.public(metrics).merge(admin);
+    if split {
+        (finish(public), Some(finish(ops)))
+    } else {
+        (finish(public.merge(ops)), None)
+    }
+}
+
+async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener, String> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            (host, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|()| format!("cannot resolve --host {host:?}"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, String> {
+    listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))
 }
 
 async fn shutdown_signal() {

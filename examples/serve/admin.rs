@@ -188,6 +188,7 @@ pub async fn status(
             "not_ready_reason": readiness.err(),
             "deployment": status_json(&bg.status()),
             "startup_check": startup,
+            "verdict": super::verdict::Verdict::of(&model).json(),
             "watch": watch,
         }),
     )

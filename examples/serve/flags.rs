@@ -66,6 +66,11 @@ struct Flags {
     /// Port to bind, 0 = any free port
     #[arg(long, value_name = "N", env = "BLUEGREEN_PORT", default_value_t = 8080)]
     port: u16,
+    /// Serve /admin/... and /metrics on this port only (same --host), not on --port;
+    /// 0 = any free port [default: both on --port]. Lets a NetworkPolicy admit the
+    /// public port to clients and this one to Prometheus and deployment tooling only
+    #[arg(long, value_name = "N", env = "BLUEGREEN_ADMIN_PORT")]
+    admin_port: Option<u16>,
     /// Inference threads = ONNX sessions per model [default: CPU count]
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     workers: Option<usize>,
@@ -123,6 +128,10 @@ struct Flags {
     /// Bake limits are judged once the new model has served this many calls
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
     bake_min_samples: usize,
+    /// Watcher: no file-system notifications, look every --poll-ms only (what a network
+    /// volume such as NFS allows: inotify sees nothing there)
+    #[arg(long)]
+    poll_only: bool,
     /// Record every decision in the SQLite journal FILE and resume from it on restart: the
     /// version last live (not --version), the versions banned (needs --features journal)
     #[arg(long, value_name = "FILE")]
@@ -191,6 +200,8 @@ pub struct Args {
     pub max_drop: Option<f64>,
     pub host: String,
     pub port: u16,
+    /// Where /admin and /metrics are served, when not on `port`.
+    pub admin_port: Option<u16>,
     pub workers: usize,
     pub max_batch: usize,
     pub limits: Limits,
@@ -199,6 +210,8 @@ pub struct Args {
     pub poll: Duration,
     /// The bake window every promotion goes through (`--bake-ms` and its limits).
     pub bake: Option<bluegreen::Bake>,
+    /// The watcher polls only (`--poll-only`).
+    pub poll_only: bool,
     pub journal: Option<PathBuf>,
     /// `None` with `--quarantine off`.
     pub quarantine: Option<QuarantineCaps>,
@@ -218,6 +231,15 @@ impl Args {
                 "--watch and --desired need the `watch` feature: \
                  cargo run --features watch,metrics,tower --example serve"
                     .to_owned(),
+            );
+        }
+        if flags.admin_port.is_some_and(|a| a != 0 && a == flags.port) {
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--admin-port {} is --port: give the admin listener a port of its own",
+                    flags.port
+                ),
             );
         }
         if cfg!(not(feature = "journal")) && flags.journal.is_some() {
@@ -291,6 +313,7 @@ impl Args {
             max_drop: flags.max_drop,
             host: flags.host,
             port: flags.port,
+            admin_port: flags.admin_port,
             workers,
             max_batch: flags.max_batch,
             limits: Limits {
@@ -319,6 +342,7 @@ impl Args {
                 }
                 bake
             }),
+            poll_only: flags.poll_only,
             journal: flags.journal,
             quarantine: (flags.quarantine == OnOff::On).then(|| QuarantineCaps {
                 memory_bytes: flags.quarantine_memory_mib.saturating_mul(1 << 20),

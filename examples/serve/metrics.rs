@@ -83,6 +83,12 @@ impl Metrics {
             "1 when the model's active version has passed its gates."
         );
         describe_gauge!(
+            "bluegreen_target_refused",
+            "1 while this replica refuses the version it is asked to serve (the watcher's \
+             target, or without a watcher the start-up version): a fleet's controller aborts \
+             the rollout on it."
+        );
+        describe_gauge!(
             "bluegreen_open_connections",
             "Client connections open now (at most --max-connections)."
         );
@@ -177,6 +183,12 @@ impl Metrics {
         for m in models {
             let name = m.name().to_owned();
             gauge!("bluegreen_ready", "model" => name.clone()).set(if m.readiness().is_ok() {
+                1.0
+            } else {
+                0.0
+            });
+            let refused = super::verdict::Verdict::of(m).refused.is_some();
+            gauge!("bluegreen_target_refused", "model" => name.clone()).set(if refused {
                 1.0
             } else {
                 0.0

@@ -404,6 +404,9 @@ fn start_watcher(
     if let Some(manifest) = &args.desired {
         builder = builder.follow_manifest(manifest);
     }
+    if args.poll_only {
+        builder = builder.polling_only();
+    }
     if args.quarantine.is_some() {
         builder = builder.quarantine(&args.model_file);
     }

@@ -99,6 +99,8 @@ pub fn serve_binary() -> &'static Path {
 /// A running `serve` process; killed when dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where `/admin` and `/metrics` are served with `--admin-port` (else `addr`).
+    pub admin_addr: SocketAddr,
     child: Child,
     log: PathBuf,
     _logdir: tempfile::TempDir,
@@ -153,15 +155,21 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut admin = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.trim().to_owned());
+                if let Some(addr) = line.strip_prefix("admin listening on http://") {
+                    admin = Some(addr.trim().to_owned());
+                } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send((addr.trim().to_owned(), admin.take()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a.parse().expect("a socket address"),
+        let (addr, admin_addr) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok((a, admin)) => {
+                let a: SocketAddr = a.parse().expect("a socket address");
+                (a, admin.map_or(a, |x| x.parse().expect("a socket address")))
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -173,6 +181,7 @@ impl Server {
         };
         Server {
             addr,
+            admin_addr,
             child,
             log,
             _logdir: logdir,
@@ -243,17 +252,26 @@ impl Server {
         body: &str,
     ) -> Reply {
         let auth = format!("Bearer {token}");
-        self.request(
+        let path = format!("/admin/models/{model}/{op}");
+        try_request(
+            self.admin_addr,
             method,
-            &format!("/admin/models/{model}/{op}"),
+            &path,
             &[("Authorization", auth.as_str())],
             body.as_bytes(),
         )
+        .unwrap_or_else(|e| panic!("{method} {path} failed: {e}; server log:\n{}", self.log()))
     }
 
     /// The process id of the service.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process now (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Whether the process is still running.
@@ -272,9 +290,16 @@ impl Server {
             .unwrap_or_else(|| panic!("no VmRSS in:\n{status}"))
     }
 
+    /// `/metrics` (on the admin listener with `--admin-port`).
+    pub fn metrics(&self) -> String {
+        try_request(self.admin_addr, "GET", "/metrics", &[], b"")
+            .unwrap_or_else(|e| panic!("GET /metrics failed: {e}; server log:\n{}", self.log()))
+            .text
+    }
+
     /// The value of one Prometheus series (`name{labels}` exactly as exported), if present.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.get("/metrics").text;
+        let text = self.metrics();
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())

@@ -194,6 +194,18 @@ pub struct WatchStatus {
     pub target: Option<String>,
     /// What the target is waiting for, if it cannot be acted on yet.
     pub waiting: Option<String>,
+    /// The refusal that keeps the watcher from its target, while it stands: this replica
+    /// will not serve the version it is asked to serve (in fleet mode, the manifest's)
+    /// until the target changes or its files are published again. Cleared when the target
+    /// changes or is live. A fleet's controller aborts a rollout on it.
+    pub refusing: Option<Refusal>,
+    /// The look (numbered as [`scans`](Self::scans) counts them) that first read the
+    /// current target.
+    pub target_since_scan: Option<u64>,
+    /// The look at the end of which the current target was first live; `None` while it is
+    /// not. With [`target_since_scan`](Self::target_since_scan), how many looks convergence
+    /// took.
+    pub converged_since_scan: Option<u64>,
     /// The version serving all traffic, as of the last look: the *actual* version, to
     /// compare with [`target`](Self::target) (the *desired* one).
     pub active: Option<String>,

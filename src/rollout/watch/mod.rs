@@ -72,7 +72,9 @@
 //! | `retry.rs` | "not now": looking before taking the operation lock, exponential backoff, reporting each cause once |
 //! | `fleet.rs` | fleet mode: the desired-version manifest, rollback to the previous model |
 //! | `events.rs` | [`WatchEvent`], [`Refusal`], [`RefusalKind`], [`WatchStatus`], [`Backend`] |
+//! | `convergence.rs` | looks to the target and the refusal in the way ([`WatchStatus::refusing`], [`WatchStatus::target_since_scan`]) |
 
+mod convergence;
 mod events;
 mod fleet;
 mod policy;

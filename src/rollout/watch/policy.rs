@@ -176,6 +176,8 @@ where
         };
         {
             let mut st = self.shared.lock();
+            // This look's number: `scans` counts the looks finished.
+            self.convergence.refused(&refusal, st.scans + 1);
             st.refusals += 1;
             if st.refused.len() >= KEPT_REFUSALS {
                 st.refused.remove(0);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::convergence::Convergence;
 use super::events::WatchEvent;
 use super::policy::WatchPolicy;
 use super::retry::Retry;
@@ -39,6 +40,8 @@ pub(super) struct Worker<M: Model, F> {
     pub(super) reported_once: HashSet<(String, String)>,
     /// The last read error reported (reported again only when it changes).
     pub(super) reported_error: Option<String>,
+    /// Looks to the target, and the refusal in the way.
+    pub(super) convergence: Convergence,
     /// The poll interval: the first backoff step.
     pub(super) poll: Duration,
     /// A target that got "not now", and when to try it again.
@@ -87,8 +90,10 @@ where
                     }),
             )
         };
+        let scan = st.scans + 1;
+        self.convergence.after_look(&mut st, &active, scan);
         st.active = Some(active);
-        st.scans += 1;
+        st.scans = scan;
         st.last_scan = Some(SystemTime::now());
         match result {
             Ok(()) => {
