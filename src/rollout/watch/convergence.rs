@@ -54,32 +54,13 @@ mod tests {
     use crate::watch::{Backend, RefusalKind, WatchPolicy};
 
     fn status() -> WatchStatus {
-        WatchStatus {
-            repository: "r".into(),
-            manifest: None,
-            policy: WatchPolicy::AutoPromote,
-            backend: Backend::Poll,
-            fallback_reason: None,
-            desired: None,
-            target: None,
-            waiting: None,
-            refusing: None,
-            target_since_scan: None,
-            converged_since_scan: None,
-            active: None,
-            converged: true,
-            divergence: None,
-            next_retry: None,
-            content_changed: None,
-            scans: 0,
-            last_scan: None,
-            last_error: None,
-            incomplete: Vec::new(),
-            promoted: 0,
-            refusals: 0,
-            refused: Vec::new(),
-            last_event: None,
-        }
+        WatchStatus::before_first_look(
+            "r".into(),
+            None,
+            WatchPolicy::AutoPromote,
+            Backend::Poll,
+            None,
+        )
     }
 
     fn refusal(version: &str) -> Refusal {

@@ -245,3 +245,41 @@ pub struct WatchStatus {
     /// The most recent event.
     pub last_event: Option<WatchEvent>,
 }
+
+impl WatchStatus {
+    /// The status of a watcher that has not looked yet: nothing desired, seen or promoted.
+    pub(super) fn before_first_look(
+        repository: PathBuf,
+        manifest: Option<PathBuf>,
+        policy: WatchPolicy,
+        backend: Backend,
+        fallback_reason: Option<String>,
+    ) -> Self {
+        WatchStatus {
+            repository,
+            manifest,
+            policy,
+            backend,
+            fallback_reason,
+            desired: None,
+            target: None,
+            waiting: None,
+            refusing: None,
+            target_since_scan: None,
+            converged_since_scan: None,
+            active: None,
+            converged: true,
+            divergence: None,
+            next_retry: None,
+            content_changed: None,
+            scans: 0,
+            last_scan: None,
+            last_error: None,
+            incomplete: Vec::new(),
+            promoted: 0,
+            refusals: 0,
+            refused: Vec::new(),
+            last_event: None,
+        }
+    }
+}

@@ -169,32 +169,13 @@ impl WatcherBuilder {
         };
 
         let shared = Arc::new(Shared {
-            state: Mutex::new(WatchStatus {
-                repository: self.repo.root().to_path_buf(),
-                manifest: self.manifest.clone(),
-                policy: self.policy,
+            state: Mutex::new(WatchStatus::before_first_look(
+                self.repo.root().to_path_buf(),
+                self.manifest.clone(),
+                self.policy,
                 backend,
                 fallback_reason,
-                desired: None,
-                target: None,
-                waiting: None,
-                refusing: None,
-                target_since_scan: None,
-                converged_since_scan: None,
-                active: None,
-                converged: true,
-                divergence: None,
-                next_retry: None,
-                content_changed: None,
-                scans: 0,
-                last_scan: None,
-                last_error: None,
-                incomplete: Vec::new(),
-                promoted: 0,
-                refusals: 0,
-                refused: Vec::new(),
-                last_event: None,
-            }),
+            )),
             scanned: std::sync::Condvar::new(),
         });
 
