@@ -16,7 +16,11 @@
 //! - `validation`: golden-set evaluation (450 rows, batches of 256) through `GoldenGates`'
 //!   accuracy gate, run by `bg.validate()` on a freshly staged v2, against raw
 //!   `OnnxModel::predict` over the same batches on another fresh v2 (cold, then warm);
-//!   throughput in rows/s.
+//!   throughput in rows/s; and the same gate inside `swap()` (after the candidate's
+//!   warm-up, in the same hand-off) against raw predict on a fresh v2 given that warm-up.
+//! - `gated_swap`: `swap()` of a freshly staged v2 through five gates (schema, sanity,
+//!   accuracy, regression, agreement) over the golden set, with 0, 1 and 2 readers
+//!   calling `predict` flat out. Goal: 2 readers ≤ 4 × idle.
 //! - `qualification` (feature `quarantine`): qualifying a freshly loaded v2 — load, warm
 //!   up on 16 golden rows, sanity and accuracy gates — in this process, the same trial in a
 //!   quarantine child (this bench binary, re-executed), a child that loads nothing (the
@@ -35,7 +39,9 @@ mod common;
 use std::time::Duration;
 
 use common::charged_with;
-use common::onnx::{OnnxBench, OnnxPath, ValidationBench, after_swap, environment, golden_inputs};
+use common::onnx::{
+    GatedSwap, OnnxBench, OnnxPath, ValidationBench, after_swap, environment, golden_inputs,
+};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
 /// Calls per timed chunk (~2 ms at a few µs per call).
@@ -118,14 +124,33 @@ fn validation(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(3));
     type Pick = fn(&common::onnx::ValidationRound) -> Duration;
-    let cases: [(&str, Pick); 3] = [
+    let cases: [(&str, Pick); 5] = [
         ("validate_accuracy_gate", |r| r.validate),
         ("raw_predict_cold", |r| r.raw_cold),
         ("raw_predict_warm", |r| r.raw_warm),
+        ("in_swap_accuracy_gate", |r| r.in_swap),
+        ("raw_predict_warmed", |r| r.raw_warmed),
     ];
     for (name, pick) in cases {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| (0..iters).map(|_| pick(&bench.round())).sum());
+        });
+    }
+    group.finish();
+}
+
+fn gated_swap(c: &mut Criterion) {
+    let mut bench = GatedSwap::new();
+    bench.round(0); // the live model's evaluation, the gate worker's start
+    let mut group = c.benchmark_group("gated_swap");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3));
+    for readers in [0usize, 1, 2] {
+        group.bench_with_input(BenchmarkId::new("readers", readers), &readers, |b, &r| {
+            b.iter_custom(|iters| (0..iters).map(|_| bench.round(r)).sum());
         });
     }
     group.finish();
@@ -168,6 +193,7 @@ fn main() {
     drop(bench);
     first_requests(&mut c);
     validation(&mut c);
+    gated_swap(&mut c);
     #[cfg(feature = "quarantine")]
     qualification(&mut c);
     c.final_summary();

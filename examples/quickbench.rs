@@ -34,7 +34,12 @@
 //! session, `OnnxModel` and `BlueGreen<OnnxModel>` in ~2 ms chunks (same chunk rules), at
 //! 1 and 2 threads; times the first 100 calls after swapping in a freshly loaded model, with
 //! and without warm-up samples, against the same model's steady state; and compares golden-
-//! set validation throughput with raw `predict`. The `quarantine` section times qualifying
+//! set validation throughput with raw `predict` (a dry-run `validate()` on a cold
+//! candidate, and the validation inside `swap()`, after the candidate's warm-up, against a
+//! fresh model given the same warm-up). The `gated_swap` section times `swap()` with five
+//! gates over the golden set, idle and with one or two readers busy on both cores. The
+//! `metadata` section loads a model with 20 000 custom metadata entries (written in
+//! memory by `tests/onnx_graphs`) against one with none. The `quarantine` section times qualifying
 //! v2 in this process, in a quarantine child (this binary, re-executed) and in a child
 //! that loads nothing. The `shadow` section measures what shadow
 //! traffic costs the caller (trivial model, and the real models with the backend). The
@@ -43,7 +48,8 @@
 //!
 //! This file holds the options, the output lines, the section table and `main`. Each
 //! section is a file of `examples/quickbench/` (`overhead.rs`, `swap.rs`, `affinity.rs`,
-//! `memory.rs`, `onnx.rs`, `quarantine.rs`, `shadow.rs`, `metrics.rs`, `journal.rs` —
+//! `memory.rs`, `onnx.rs`, `gated_swap.rs`, `metadata.rs`, `quarantine.rs`, `shadow.rs`,
+//! `metrics.rs`, `journal.rs` —
 //! sections `journal` and `watch_lock` —, declared in `mod quickbench` below), and
 //! `series.rs` there holds
 //! the interleaved-rounds statistics they share. The folder has no `main.rs`, so cargo does
@@ -57,12 +63,21 @@
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+/// The tests' in-memory ONNX writer, for the `metadata` section's hostile model.
+#[cfg(feature = "onnx")]
+#[allow(dead_code)]
+#[path = "../tests/onnx_graphs/mod.rs"]
+mod onnx_graphs;
 
 mod quickbench {
     pub mod affinity;
+    #[cfg(feature = "onnx")]
+    pub mod gated_swap;
     #[cfg(any(feature = "journal", feature = "watch"))]
     pub mod journal;
     pub mod memory;
+    #[cfg(feature = "onnx")]
+    pub mod metadata;
     #[cfg(feature = "metrics")]
     pub mod metrics;
     #[cfg(feature = "onnx")]
@@ -78,10 +93,14 @@ mod quickbench {
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "onnx")]
+use quickbench::gated_swap::gated_swap;
 #[cfg(feature = "journal")]
 use quickbench::journal::journal;
 #[cfg(feature = "watch")]
 use quickbench::journal::watch_lock;
+#[cfg(feature = "onnx")]
+use quickbench::metadata::metadata;
 #[cfg(feature = "metrics")]
 use quickbench::metrics::metrics;
 #[cfg(feature = "onnx")]
@@ -187,6 +206,18 @@ fn sections() -> Vec<Section> {
             about: "digits v2: bluegreen/OnnxModel vs bare session; 2 vs 1 thread; \
                     first 100 calls after a swap; validation vs raw throughput",
             run: onnx,
+        },
+        #[cfg(feature = "onnx")]
+        Section {
+            name: "gated_swap",
+            about: "digits: swap() with 5 gates over the golden set, idle vs 1-2 busy readers",
+            run: gated_swap,
+        },
+        #[cfg(feature = "onnx")]
+        Section {
+            name: "metadata",
+            about: "loading a model with 20 000 custom metadata entries vs one with none",
+            run: metadata,
         },
         #[cfg(feature = "metrics")]
         Section {

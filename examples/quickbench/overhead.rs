@@ -154,6 +154,13 @@ pub fn overhead(opts: &Opts, out: &mut Out) {
         PathKind::ArcSwapLoad,
         |r| r <= 2.0,
     );
+    // Issue #17's goal: what predict's per-thread statistics lane may cost at most.
+    judge(
+        "predict_le_1.15x_arcswap_2t_writer",
+        bg,
+        PathKind::ArcSwapLoad,
+        |r| r <= 1.15,
+    );
     judge(
         "predict_ge_5x_faster_than_rwlock_2t_writer",
         PathKind::StdRwLock,

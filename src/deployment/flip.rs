@@ -22,6 +22,9 @@ use crate::model::Model;
 use crate::slot::{ContentHash, Slot};
 use crate::traffic::shadow::ShadowRuntime;
 use crate::validation::validate::{CheckStatus, ValidationReport};
+use crate::validation::{Supervised, Task};
+
+use super::warmup;
 
 /// How long a rollback waits for an automatic one being recorded (which itself waits at
 /// most a second for the disk).
@@ -195,23 +198,35 @@ impl<M: Model> Inner<M> {
         Ok((candidate, report, warm_up, warm_up_calls))
     }
 
-    /// Runs the gates and warm-up on a candidate taken with `take_candidate`. On failure
-    /// the candidate is marked failed, the refusal recorded (a gate refusal bans it), and
-    /// traffic is untouched.
+    /// Warms a candidate taken with `take_candidate` and runs the gates on it, in one
+    /// hand-off to the gate worker (the gates judge a warm model). On failure the
+    /// candidate is marked failed, the refusal recorded (a gate refusal bans it), and
+    /// traffic is untouched. A failed gate is the refusal's reason before a failed
+    /// warm-up.
     pub(super) fn qualify(
         &self,
         candidate: &Arc<Slot<M>>,
         actor: &Actor,
     ) -> Result<(ValidationReport, Duration, usize)> {
-        let report = self.run_gates(candidate, actor);
+        let (task, warming) =
+            warmup::warming(&self.config, &self.faults, candidate).task(&self.config);
+        let (report, warmed) = self.run_gates_with(candidate, actor, Some(task));
+        let warmed = warmed.unwrap_or_else(|| {
+            (
+                Supervised::NotStarted("no outcome".to_owned()),
+                Duration::ZERO,
+            )
+        });
+        let ran = warmed.1;
+        let abandoned = |what: &str| self.note_abandoned(candidate, actor, what);
+        let warmed = warming.finish(&self.config, &self.hung, &self.faults, warmed, &abandoned);
         if !report.passed() {
             self.reject(&report);
             self.record_refusal(candidate, actor, &report, true, report.failure_summary());
             return Err(Error::ValidationFailed(Box::new(report)));
         }
-        let warm_started = Instant::now();
-        match self.warm(candidate, actor) {
-            Ok(calls) => Ok((report, warm_started.elapsed(), calls)),
+        match warmed {
+            Ok(calls) => Ok((report, ran, calls)),
             Err(e) => {
                 self.reject(&report);
                 self.record_refusal(candidate, actor, &report, false, e.to_string());
@@ -356,13 +371,24 @@ impl<M: Model> Inner<M> {
     }
 
     pub(super) fn run_gates(&self, candidate: &Arc<Slot<M>>, actor: &Actor) -> ValidationReport {
+        self.run_gates_with::<()>(candidate, actor, None).0
+    }
+
+    /// [`run_gates`](Self::run_gates) after `first` (a warm-up) in the same hand-off to
+    /// the gate worker; returns `first`'s outcome too.
+    pub(super) fn run_gates_with<W: Send + 'static>(
+        &self,
+        candidate: &Arc<Slot<M>>,
+        actor: &Actor,
+        first: Option<Task<W>>,
+    ) -> (ValidationReport, Option<(Supervised<W>, Duration)>) {
         let live = self.active.load_full();
         let shadow = self
             .shadow
             .as_ref()
             .and_then(ShadowRuntime::status)
             .filter(|s| s.version == *candidate.version);
-        let report = crate::validation::run_all(
+        let (report, first) = crate::validation::run_all(
             &self.config.validators,
             candidate,
             &live,
@@ -370,6 +396,7 @@ impl<M: Model> Inner<M> {
             self.config.validation_deadline,
             &self.hung,
             &self.gate_worker,
+            first,
         );
         self.count(Event::Validated(&report));
         for check in report.checks.iter() {
@@ -402,7 +429,7 @@ impl<M: Model> Inner<M> {
                 live = %report.live, failed = %report.failure_summary(),
                 elapsed = ?report.elapsed, "validation failed");
         }
-        report
+        (report, first)
     }
 
     /// Marks the candidate failed after a refused swap.

@@ -16,7 +16,7 @@
 
 use crate::sync::Arc;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use super::actor::Actor;
 use super::audit::{named, record};
@@ -26,10 +26,10 @@ use super::faults::{FaultKind, FaultLog, panic_text};
 use crate::journal::EventKind;
 use crate::model::Model;
 use crate::slot::{Hung, HungWork, Slot};
-use crate::validation::{GateWorker, Supervised};
+use crate::validation::{GateWorker, Supervised, Task};
 
-/// Warms `slot`; returns how many calls the model made. `abandoned` hears of a warm-up
-/// that overran its deadline (what hung).
+/// Warms `slot` on the gate worker; returns how many calls the model made. `abandoned`
+/// hears of a warm-up that overran its deadline (what hung).
 pub(super) fn warm<M: Model>(
     config: &Config<M>,
     hung: &Hung,
@@ -38,6 +38,32 @@ pub(super) fn warm<M: Model>(
     slot: &Arc<Slot<M>>,
     abandoned: &dyn Fn(&str),
 ) -> Result<usize> {
+    let warming = warming(config, faults, slot);
+    let (task, warming) = warming.task(config);
+    let (outcome, ran) = worker.run_each(vec![task]).pop().unwrap_or_else(|| {
+        (
+            Supervised::NotStarted("no outcome".to_owned()),
+            Duration::ZERO,
+        )
+    });
+    warming.finish(config, hung, faults, (outcome, ran), abandoned)
+}
+
+/// A warm-up made ready to run: its samples, where they came from, and the handle
+/// through which it holds the slot.
+pub(super) struct Warming<'a, M: Model> {
+    slot: &'a Arc<Slot<M>>,
+    samples: Arc<Vec<M::Input>>,
+    source: &'static str,
+    held: Option<std::sync::Arc<Arc<Slot<M>>>>,
+}
+
+/// The warm-up of `slot` (see the module docs for where its samples come from).
+pub(super) fn warming<'a, M: Model>(
+    config: &Config<M>,
+    faults: &FaultLog,
+    slot: &'a Arc<Slot<M>>,
+) -> Warming<'a, M> {
     let (samples, source) = if config.warmup.is_empty() {
         // Gate code, on the admin thread: a gate that panics offering inputs offers none.
         let offered = |v: &std::sync::Arc<dyn crate::validation::validate::Validator<M>>| {
@@ -62,81 +88,107 @@ pub(super) fn warm<M: Model>(
     } else {
         (Arc::clone(&config.warmup), "configured samples")
     };
-    // The thread holds the slot through this handle, so that an abandoned warm-up can be
-    // told apart from calls still running.
-    // A std `Arc`: registered as hung work through a `Weak` (see `crate::sync`).
-    let held = std::sync::Arc::new(Arc::clone(slot));
-    let (h, s) = (std::sync::Arc::clone(&held), Arc::clone(&samples));
-    let started = Instant::now();
-    let what = format!("warm-up of {}", slot.version);
-    let outcome = worker.run(config.warmup_deadline, what, move || {
-        h.model.warm_up(&s).map_err(|e| e.to_string())
-    });
-    let reason = match outcome {
-        Supervised::Done(Ok(calls)) => {
-            if calls == 0 {
-                tracing::warn!(target: "bluegreen", version = %slot.version,
-                    "warm-up made no calls: configure warmup_samples, a gate with inputs, \
-                     or a Model::warm_up that warms itself");
-            } else {
-                tracing::info!(target: "bluegreen", version = %slot.version, source, calls,
-                    elapsed = ?started.elapsed(), "warmed up");
-            }
-            return Ok(calls);
-        }
-        Supervised::Done(Err(e)) => format!("error: {e}"),
-        Supervised::Panicked(msg) => {
-            faults.record(FaultKind::WarmupPanicked, Some(slot.version), msg.clone());
-            format!("panicked: {msg}")
-        }
-        Supervised::TimedOut => {
-            let what = format!("warm-up of {}", slot.version);
-            if std::sync::Arc::strong_count(&held) > 1 {
-                hung.abandon(
-                    HungWork {
-                        what: what.clone(),
-                        versions: vec![slot.version],
-                        generations: vec![slot.generation],
-                        since: SystemTime::now(),
-                    },
-                    &held,
-                );
-            }
-            let message = format!(
-                "{what} overran its deadline of {:?}",
-                config.warmup_deadline
-            );
-            faults.record(FaultKind::Abandoned, Some(slot.version), message.clone());
-            abandoned(&message);
-            format!("exceeded its deadline of {:?}", config.warmup_deadline)
-        }
-        Supervised::NotStarted(e) => format!("could not start: {e}"),
-    };
-    tracing::warn!(target: "bluegreen", version = %slot.version, %reason, "warm-up failed");
-    Err(Error::WarmupFailed {
-        version: slot.version.to_string(),
-        reason,
-    })
+    Warming {
+        slot,
+        samples,
+        source,
+        held: None,
+    }
 }
 
-impl<M: Model> super::bluegreen::Inner<M> {
-    /// Warms a candidate (see the module docs); a warm-up abandoned is journaled.
-    pub(super) fn warm(&self, slot: &Arc<Slot<M>>, actor: &Actor) -> Result<usize> {
-        let abandoned = |what: &str| {
-            let live = self.active.load_full();
-            self.audit.note(|| {
-                record(EventKind::Abandon, &live, actor)
-                    .subject(named(slot))
-                    .reason(what)
-            });
+impl<'a, M: Model> Warming<'a, M> {
+    /// The warm-up as a task for the gate worker.
+    pub(super) fn task(mut self, config: &Config<M>) -> (Task<WarmOutcome>, Self) {
+        // The thread holds the slot through this handle, so that an abandoned warm-up can
+        // be told apart from calls still running.
+        // A std `Arc`: registered as hung work through a `Weak` (see `crate::sync`).
+        let held = std::sync::Arc::new(Arc::clone(self.slot));
+        let (h, s) = (std::sync::Arc::clone(&held), Arc::clone(&self.samples));
+        self.held = Some(held);
+        let task = Task {
+            deadline: config.warmup_deadline,
+            what: format!("warm-up of {}", self.slot.version),
+            work: Box::new(move || h.model.warm_up(&s).map_err(|e| e.to_string())),
         };
-        warm(
-            &self.config,
-            &self.hung,
-            &self.faults,
-            &self.gate_worker,
-            slot,
-            &abandoned,
-        )
+        (task, self)
+    }
+
+    /// What the warm-up's `outcome` means: the calls it made, or why the candidate is
+    /// refused (faults recorded; an overrun registered as hung work and told to
+    /// `abandoned`).
+    pub(super) fn finish(
+        self,
+        config: &Config<M>,
+        hung: &Hung,
+        faults: &FaultLog,
+        (outcome, ran): (Supervised<WarmOutcome>, Duration),
+        abandoned: &dyn Fn(&str),
+    ) -> Result<usize> {
+        let Warming {
+            slot, source, held, ..
+        } = self;
+        let reason = match outcome {
+            Supervised::Done(Ok(calls)) => {
+                if calls == 0 {
+                    tracing::warn!(target: "bluegreen", version = %slot.version,
+                    "warm-up made no calls: configure warmup_samples, a gate with inputs, \
+                     or a Model::warm_up that warms itself");
+                } else {
+                    tracing::info!(target: "bluegreen", version = %slot.version, source, calls,
+                    elapsed = ?ran, "warmed up");
+                }
+                return Ok(calls);
+            }
+            Supervised::Done(Err(e)) => format!("error: {e}"),
+            Supervised::Panicked(msg) => {
+                faults.record(FaultKind::WarmupPanicked, Some(slot.version), msg.clone());
+                format!("panicked: {msg}")
+            }
+            Supervised::TimedOut => {
+                let what = format!("warm-up of {}", slot.version);
+                if let Some(held) = held
+                    .as_ref()
+                    .filter(|h| std::sync::Arc::strong_count(h) > 1)
+                {
+                    hung.abandon(
+                        HungWork {
+                            what: what.clone(),
+                            versions: vec![slot.version],
+                            generations: vec![slot.generation],
+                            since: SystemTime::now(),
+                        },
+                        held,
+                    );
+                }
+                let message = format!(
+                    "{what} overran its deadline of {:?}",
+                    config.warmup_deadline
+                );
+                faults.record(FaultKind::Abandoned, Some(slot.version), message.clone());
+                abandoned(&message);
+                format!("exceeded its deadline of {:?}", config.warmup_deadline)
+            }
+            Supervised::NotStarted(e) => format!("could not start: {e}"),
+        };
+        tracing::warn!(target: "bluegreen", version = %slot.version, %reason, "warm-up failed");
+        Err(Error::WarmupFailed {
+            version: slot.version.to_string(),
+            reason,
+        })
+    }
+}
+
+/// What a warm-up returns: the calls it made, or the model's error.
+pub(super) type WarmOutcome = std::result::Result<usize, String>;
+
+impl<M: Model> super::bluegreen::Inner<M> {
+    /// Journals that the warm-up of `slot` was abandoned (`what` hung).
+    pub(super) fn note_abandoned(&self, slot: &Slot<M>, actor: &Actor, what: &str) {
+        let live = self.active.load_full();
+        self.audit.note(|| {
+            record(EventKind::Abandon, &live, actor)
+                .subject(named(slot))
+                .reason(what)
+        });
     }
 }

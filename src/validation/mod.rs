@@ -35,4 +35,4 @@ pub use context::ShadowStatus;
 pub use golden::{GoldenSet, NpzSpec};
 pub use golden_error::GoldenError;
 pub(crate) use run::run_all;
-pub(crate) use worker::{GateWorker, Supervised};
+pub(crate) use worker::{GateWorker, Supervised, Task};

@@ -1,5 +1,6 @@
 //! Running the configured gates on a candidate: one after another, in configuration
-//! order, each on the deployment's supervised gate worker with its deadline.
+//! order, in one hand-off to the deployment's supervised gate worker, each with its
+//! deadline.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 // Contexts and gates are std `Arc`s (a context is registered as hung work through a
@@ -9,13 +10,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::context::{Context, ShadowStatus};
 use super::report::{Check, CheckStatus, ValidationReport};
-use super::validate::Validator;
-use super::worker::{GateWorker, Supervised};
+use super::validate::{Validator, Verdict};
+use super::worker::{GateWorker, Supervised, Task};
 use crate::model::{Model, panic_message};
 use crate::slot::{Hung, HungWork, Slot};
 
-/// Runs every validator, in order, each on the gate worker with its deadline.
-pub(crate) fn run_all<M: Model>(
+/// Runs every validator, in order, on the gate worker, each with its deadline — after
+/// `first` (the candidate's warm-up), if given, in the same hand-off: the gates then
+/// judge a warm model, and a loaded machine wakes the worker once for both. Returns the
+/// report (its `elapsed` without `first`) and `first`'s outcome.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_all<M: Model, W: Send + 'static>(
     validators: &[Arc<dyn Validator<M>>],
     candidate: &crate::sync::Arc<Slot<M>>,
     live: &crate::sync::Arc<Slot<M>>,
@@ -23,17 +28,15 @@ pub(crate) fn run_all<M: Model>(
     default_deadline: Duration,
     hung: &Hung,
     worker: &GateWorker,
-) -> ValidationReport {
+    first: Option<Task<W>>,
+) -> (ValidationReport, Option<(Supervised<W>, Duration)>) {
     let started = Instant::now();
     let cx = Arc::new(Context::new(
         crate::sync::Arc::clone(candidate),
         crate::sync::Arc::clone(live),
         shadow,
     ));
-    let checks: Vec<Check> = validators
-        .iter()
-        .map(|v| run_one(v, &cx, default_deadline, worker))
-        .collect();
+    let (checks, first) = run_gates(validators, &cx, default_deadline, worker, first);
     let overran: Vec<&str> = checks
         .iter()
         .filter(|c| c.status == CheckStatus::TimedOut)
@@ -57,48 +60,131 @@ pub(crate) fn run_all<M: Model>(
             &cx,
         );
     }
-    ValidationReport {
+    let first_ran = first.as_ref().map_or(Duration::ZERO, |(_, ran)| *ran);
+    let report = ValidationReport {
         candidate: candidate.version.to_string(),
         live: live.version.to_string(),
         checks,
-        elapsed: started.elapsed(),
+        elapsed: started.elapsed().saturating_sub(first_ran),
         finished_at: SystemTime::now(),
-    }
+    };
+    (report, first)
 }
 
-fn run_one<M: Model>(
+/// What a task of one validation returns: the first task's value, or a gate's verdict.
+enum Step<W> {
+    First(W),
+    Gate(Verdict),
+}
+
+/// A gate's name and deadline, asked on the admin thread; a panic there is its check.
+fn ask<M: Model>(
     validator: &Arc<dyn Validator<M>>,
-    cx: &Arc<Context<M>>,
     default_deadline: Duration,
-    worker: &GateWorker,
-) -> Check {
-    let started = Instant::now();
-    // Gate code, on the admin thread: guarded like the rest of it.
+) -> Result<(String, Duration), Check> {
     let asked = catch_unwind(AssertUnwindSafe(|| {
         (validator.name().to_owned(), validator.deadline())
     }));
-    let (name, deadline) = match asked {
-        Ok((name, deadline)) => (name, deadline.unwrap_or(default_deadline)),
-        Err(payload) => {
-            return Check {
-                name: "(unnamed gate)".to_owned(),
-                status: CheckStatus::Panicked,
-                measured: None,
-                bound: None,
-                interval: None,
-                detail: format!(
-                    "panicked in name() or deadline(): {}",
-                    panic_message(payload.as_ref())
-                        .unwrap_or_else(|| "non-string panic payload".to_owned())
-                ),
-                elapsed: started.elapsed(),
-            };
-        }
-    };
-    let (v, c) = (Arc::clone(validator), Arc::clone(cx));
-    let what = format!("gate {name} on candidate {}", cx.candidate_version());
-    let outcome = worker.run(deadline, what, move || v.validate(&c));
-    let elapsed = started.elapsed();
+    asked
+        .map(|(name, deadline)| (name, deadline.unwrap_or(default_deadline)))
+        .map_err(|payload| Check {
+            name: "(unnamed gate)".to_owned(),
+            status: CheckStatus::Panicked,
+            measured: None,
+            bound: None,
+            interval: None,
+            detail: format!(
+                "panicked in name() or deadline(): {}",
+                panic_message(payload.as_ref())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned())
+            ),
+            elapsed: Duration::ZERO,
+        })
+}
+
+/// Every gate's check, in order, and `first`'s outcome: all in one hand-off to the
+/// worker, one after another, each with its own deadline.
+fn run_gates<M: Model, W: Send + 'static>(
+    validators: &[Arc<dyn Validator<M>>],
+    cx: &Arc<Context<M>>,
+    default_deadline: Duration,
+    worker: &GateWorker,
+    first: Option<Task<W>>,
+) -> (Vec<Check>, Option<(Supervised<W>, Duration)>) {
+    let asked: Vec<Result<(String, Duration), Check>> = validators
+        .iter()
+        .map(|v| ask(v, default_deadline))
+        .collect();
+    let has_first = first.is_some();
+    let first = first.into_iter().map(|t| Task {
+        deadline: t.deadline,
+        what: t.what,
+        work: Box::new(move || Step::First((t.work)())) as Box<dyn FnOnce() -> Step<W> + Send>,
+    });
+    let tasks: Vec<Task<Step<W>>> = first
+        .chain(
+            validators
+                .iter()
+                .zip(&asked)
+                .filter_map(|(v, a)| a.as_ref().ok().map(|(name, deadline)| (v, name, *deadline)))
+                .map(|(v, name, deadline)| {
+                    let (v, c) = (Arc::clone(v), Arc::clone(cx));
+                    Task {
+                        deadline,
+                        what: format!("gate {name} on candidate {}", cx.candidate_version()),
+                        work: Box::new(move || Step::Gate(v.validate(&c))),
+                    }
+                }),
+        )
+        .collect();
+    let mut outcomes = worker.run_each(tasks).into_iter();
+    let first = has_first.then(|| {
+        let (outcome, ran) = outcomes.next().unwrap_or_else(no_outcome);
+        let outcome = match outcome {
+            Supervised::Done(Step::First(w)) => Supervised::Done(w),
+            Supervised::Done(Step::Gate(_)) => Supervised::NotStarted("out of order".to_owned()),
+            Supervised::Panicked(m) => Supervised::Panicked(m),
+            Supervised::TimedOut => Supervised::TimedOut,
+            Supervised::NotStarted(e) => Supervised::NotStarted(e),
+        };
+        (outcome, ran)
+    });
+    let checks = asked
+        .into_iter()
+        .map(|a| match a {
+            Err(check) => check,
+            Ok((name, deadline)) => {
+                let (outcome, elapsed) = outcomes.next().unwrap_or_else(no_outcome);
+                let outcome = match outcome {
+                    Supervised::Done(Step::Gate(v)) => Supervised::Done(v),
+                    Supervised::Done(Step::First(_)) => {
+                        Supervised::NotStarted("out of order".to_owned())
+                    }
+                    Supervised::Panicked(m) => Supervised::Panicked(m),
+                    Supervised::TimedOut => Supervised::TimedOut,
+                    Supervised::NotStarted(e) => Supervised::NotStarted(e),
+                };
+                check(name, deadline, outcome, elapsed, cx)
+            }
+        })
+        .collect();
+    (checks, first)
+}
+
+fn no_outcome<T>() -> (Supervised<T>, Duration) {
+    (
+        Supervised::NotStarted("no outcome".to_owned()),
+        Duration::ZERO,
+    )
+}
+
+fn check<M: Model>(
+    name: String,
+    deadline: Duration,
+    outcome: Supervised<Verdict>,
+    elapsed: Duration,
+    cx: &Context<M>,
+) -> Check {
     let (status, measured, bound, interval, detail) = match outcome {
         Supervised::Done(v) => {
             let status = if v.passed {

@@ -10,11 +10,13 @@
 //! | `read_path.rs` | [`OnnxPath`], [`OnnxBench`]: bare session vs `OnnxModel` vs `BlueGreen<OnnxModel>` at 1–2 threads |
 //! | `first_calls.rs` | [`after_swap`]: the first 100 calls after swapping in a freshly loaded model, against steady state |
 //! | `validation.rs` | [`ValidationBench`]: the accuracy gate's throughput against raw `predict` |
+//! | `gated_swap.rs` | [`GatedSwap`]: `swap()` with five gates, idle and with two busy readers |
 //! | `qualify.rs` | [`Qualify`]: qualifying v2 in this process vs in a quarantine child vs an empty child (feature `quarantine`) |
 //! | `shadow.rs` | [`OnnxShadow`]: v2 shadowing v1, none / saturated / real |
 
 mod digits;
 mod first_calls;
+mod gated_swap;
 #[cfg(feature = "quarantine")]
 mod qualify;
 mod read_path;
@@ -34,6 +36,7 @@ pub use self::{
     first_calls::{
         AfterSwap, FIRST, SETTLE_CALLS, STEADY_WINDOWS, WARMUP_SAMPLES, after_swap, golden_inputs,
     },
+    gated_swap::{GATES, GatedSwap},
     read_path::{OnnxBench, OnnxPath},
     shadow::{OnnxShadow, OnnxShadowMode, labels},
     validation::{VALIDATION_BATCH, ValidationBench, ValidationRound},

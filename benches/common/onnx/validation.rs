@@ -1,13 +1,15 @@
-//! Validation throughput: `GoldenGates`' accuracy gate run by `bg.validate()` on a freshly
-//! staged v2, against raw `OnnxModel::predict` over the same golden batches
-//! ([`ValidationBench`], [`ValidationRound`]).
+//! Validation throughput: `GoldenGates`' accuracy gate over the golden set, against raw
+//! `OnnxModel::predict` over the same golden batches on a model in the same state
+//! ([`ValidationBench`], [`ValidationRound`]): in `swap()` (the candidate warmed first, in
+//! the same hand-off to the gate worker) against a fresh model given the same warm-up, and
+//! in a dry-run `validate()` (a cold candidate) against a fresh cold model.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bluegreen::BlueGreen;
 use bluegreen::gates::GoldenGates;
 use bluegreen::onnx::{Inputs, OnnxBinding, OnnxModel};
+use bluegreen::{BlueGreen, Model, Validator};
 
 use super::digits::config;
 use super::{POOL, environment, golden, load_model, model_path, model_run};
@@ -19,10 +21,16 @@ pub const VALIDATION_BATCH: usize = 256;
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationRound {
     /// `bg.validate()` wall time: the accuracy gate over the golden set on a freshly
-    /// staged v2 (its own thread, the binding's copies, reading the outputs).
+    /// staged, cold v2 (the hand-off to the gate worker, reading the outputs).
     pub validate: Duration,
     /// The report's own `elapsed`.
     pub report: Duration,
+    /// The validation in `swap()` of another freshly staged v2 (its report's `elapsed`:
+    /// the gate, after the candidate's warm-up).
+    pub in_swap: Duration,
+    /// `OnnxModel::predict` over the golden batches on a freshly loaded v2 given the
+    /// warm-up `swap()` gives a candidate (the gate's warm-up inputs, every session).
+    pub raw_warmed: Duration,
     /// `OnnxModel::predict` over the same rows in the same batches, on another freshly
     /// loaded v2 (first pass: as cold as the validated candidate).
     pub raw_cold: Duration,
@@ -34,6 +42,7 @@ pub struct ValidationRound {
 pub struct ValidationBench {
     bg: BlueGreen<OnnxModel>,
     batches: Vec<Inputs>,
+    warm_up: Vec<Inputs>,
     rows: usize,
     seq: u64,
 }
@@ -55,6 +64,7 @@ impl ValidationBench {
             .map(|(_, rows)| Inputs::single(rows.to_owned()))
             .collect();
         let rows = gates.golden().len();
+        let warm_up = gates.accuracy(0.9).warm_up_inputs();
         let bg = BlueGreen::builder()
             .validator(gates.accuracy(0.9))
             .build("1", load_model(1, POOL))
@@ -62,6 +72,7 @@ impl ValidationBench {
         Self {
             bg,
             batches,
+            warm_up,
             rows,
             seq: 0,
         }
@@ -99,9 +110,25 @@ impl ValidationBench {
         };
         let raw_cold = raw(&model);
         let raw_warm = raw(&model);
+        drop(model);
+        self.bg.unstage().expect("unstage");
+
+        self.seq += 1;
+        self.bg
+            .stage_with(format!("2-{}", self.seq), || {
+                config(POOL).load(model_path(2))
+            })
+            .expect("stage");
+        let swapped = self.bg.swap().expect("v2 passes");
+        self.bg.rollback().expect("rollback");
+        let model = load_model(2, POOL);
+        model.warm_up(&self.warm_up).expect("warm-up");
+        let raw_warmed = raw(&model);
         ValidationRound {
             validate,
             report: report.elapsed,
+            in_swap: swapped.validation.elapsed,
+            raw_warmed,
             raw_cold,
             raw_warm,
         }

@@ -145,7 +145,17 @@ fn run_trial<M: Model>(
         elapsed: started.elapsed(),
     };
     let mut report = if warm_up.passed() {
-        run_all(gates, slot, slot, None, deadline, &Hung::default(), &worker)
+        run_all::<M, ()>(
+            gates,
+            slot,
+            slot,
+            None,
+            deadline,
+            &Hung::default(),
+            &worker,
+            None,
+        )
+        .0
     } else {
         ValidationReport {
             candidate: slot.version.to_owned(),
