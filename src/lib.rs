@@ -19,10 +19,11 @@
 //!    **retired** first: bluegreen waits (bounded) until the calls still running on it
 //!    have **drained**, then a background retirer thread drops it — never a request
 //!    thread.
-//! 2. [`swap`](BlueGreen::swap) runs every configured [`Validator`] on it (on a
-//!    supervised worker thread, each with a deadline; a panic or overrun fails the gate), **warms** it up (always:
-//!    configured samples, else inputs the gates offer, else the model warms itself), and
-//!    only then flips traffic with one atomic pointer store. A refused candidate stays
+//! 2. [`swap`](BlueGreen::swap) **warms** it up (always: configured samples, else inputs
+//!    the gates offer, else the model warms itself) and runs every configured
+//!    [`Validator`] on it — both in one hand-off to a supervised worker thread, each with a
+//!    deadline (a panic or overrun fails it) — and only then flips traffic with one atomic
+//!    pointer store. A refused candidate stays
 //!    staged, marked failed, and the error carries the [`ValidationReport`]; the live model
 //!    and the rollback target never notice.
 //! 3. Calls that started before the flip finish on the old model, which becomes the

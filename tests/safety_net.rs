@@ -487,3 +487,60 @@ fn a_candidate_hanging_on_a_mirrored_request_is_abandoned_and_shadowing_goes_on(
     assert!(wait_until(PATIENCE, || bg.status().abandoned.is_empty()
         && t.drops_of(2) == 1));
 }
+
+// Issue #17: `swap` hands the warm-up and the gates to the gate worker at once, the
+// warm-up first, so the gates judge a warm candidate.
+#[test]
+fn swap_warms_the_candidate_before_its_gates_run_on_the_gate_worker() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let gate = validate::from_fn("sees-warm", move |cx: &validate::Context<Tracked>| {
+        let thread = std::thread::current().name().map(str::to_owned);
+        s.lock()
+            .unwrap()
+            .push((cx.candidate().was_warmed(), thread));
+        Ok::<(), String>(())
+    });
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .validator(gate)
+        .warmup_samples(vec![5])
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model(2)).unwrap();
+    let r = bg.swap().unwrap();
+    assert_eq!(r.warm_up_calls, 1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(true, Some("bluegreen-gates".to_owned()))],
+        "the gate ran once, on the gate worker, on a warmed candidate"
+    );
+    assert_eq!(bg.predict(&3).unwrap(), (2, 3));
+}
+
+// A candidate whose warm-up and gate both fail (the warm-up now runs first) is refused
+// for its gate, as before.
+#[test]
+fn when_warm_up_and_a_gate_both_fail_the_refusal_is_the_gates() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .validator(probe())
+        .warmup_samples(vec![1])
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::FailingAfter(0)))
+        .unwrap();
+    let Err(Error::ValidationFailed(report)) = bg.swap() else {
+        panic!("the failing gate must be the refusal")
+    };
+    assert_eq!(report.candidate, "v2");
+    assert_eq!(report.checks[0].status, bluegreen::CheckStatus::Failed);
+    let s = bg.status();
+    assert_eq!(s.active.version, "v1");
+    assert_eq!(s.candidate.unwrap().state, bluegreen::SlotState::Failed);
+    assert_eq!(
+        bg.predict(&4).unwrap(),
+        (1, 4),
+        "the live model kept serving"
+    );
+}

@@ -120,12 +120,15 @@ pub fn onnx(opts: &Opts, out: &mut Out) {
 
     // First 100 calls after a swap, with and without warm-up samples, vs steady state.
     let rows = ox::golden_inputs();
-    let (mut warm, mut cold) = (Vec::new(), Vec::new());
+    let (mut warm, mut cold, mut here) = (Vec::new(), Vec::new(), Vec::new());
     for trial in 0..opts.rounds.max(3) {
-        // Alternate which goes first, so neither always follows the other's teardown.
-        for w in [trial % 2 == 0, trial % 2 != 0] {
-            let r = ox::after_swap(w, &rows, 3);
-            if w { warm.push(r) } else { cold.push(r) }
+        // Rotate which goes first, so none always follows another's teardown.
+        for k in 0..3 {
+            match (trial + k) % 3 {
+                0 => warm.push(ox::after_swap(true, &rows, 3)),
+                1 => cold.push(ox::after_swap(false, &rows, 3)),
+                _ => here.push(ox::after_swap_warmed_here(&rows, 3)),
+            }
         }
     }
     let med = |v: &[ox::AfterSwap], f: fn(&ox::AfterSwap) -> f64| {
@@ -142,6 +145,11 @@ pub fn onnx(opts: &Opts, out: &mut Out) {
     out.ratio(
         "first100_p99_over_steady_cold",
         med(&cold, |r| r.first_p99 / r.steady_p99),
+    );
+    out.ns("first100_p99_warmed_here", med(&here, |r| r.first_p99));
+    out.ratio(
+        "first100_p99_over_steady_warmed_here",
+        med(&here, |r| r.first_p99 / r.steady_p99),
     );
     out.count("first100_trials", all.len() as u64);
     out.count(

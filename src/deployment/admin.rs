@@ -108,8 +108,13 @@ impl<M: Model> BlueGreen<M> {
         report
     }
 
-    /// Validates and warms the staged candidate, then moves all new traffic to it with one
+    /// Warms and validates the staged candidate, then moves all new traffic to it with one
     /// atomic pointer store.
+    ///
+    /// The warm-up and the gates run one after another on the deployment's supervised gate
+    /// worker, handed over once: the gates judge a warm model, and on a machine whose
+    /// cores are busy serving the swap waits for the scheduler twice, not once per gate.
+    /// If both a gate and the warm-up fail, the error is the gates' refusal.
     ///
     /// Calls already running on the old model finish on it; the old model becomes the
     /// previous model (state [`SlotState::Previous`]) so [`rollback`](Self::rollback) is

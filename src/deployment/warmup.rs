@@ -1,7 +1,10 @@
 //! Warm-up before a model takes traffic: always, on the gate worker with a deadline.
 //!
-//! It runs on the gate worker, like the gates. A freshly loaded model's first calls are often far slower than steady state (111 µs vs
-//! 2.4 µs on a small ONNX model), so no model becomes active cold. The samples come from,
+//! It runs on the gate worker, like the gates; in `swap` (and a canary's start) it is the
+//! first task of the same hand-off as the gates ([`Warming::task`], run before them, so
+//! they judge a warm model), and [`warm`] runs it alone for the initial model. A freshly
+//! loaded model's first calls are often far slower than steady state (111 µs vs 2.4 µs on
+//! a small ONNX model), so no model becomes active cold. The samples come from,
 //! in order: the [configured samples](crate::Builder::warmup_samples); else the first gate
 //! that offers inputs ([`Validator::warm_up_inputs`](crate::Validator::warm_up_inputs) —
 //! the golden-set gates offer golden rows); else none, and [`Model::warm_up`] is called

@@ -137,7 +137,8 @@ impl GateWorker {
                 tasks: VecDeque::from(tasks),
                 done: Vec::with_capacity(n),
                 // Until the worker starts the first task, its deadline runs from now.
-                started: Instant::now(),
+                clock: Instant::now(),
+                running: false,
                 waiting_until: None,
                 abandoned: false,
             }),
@@ -157,14 +158,18 @@ impl GateWorker {
                 break;
             }
             // A deadline too far to represent is no deadline.
-            let due = st.started.checked_add(deadlines[k]);
+            let due = st.clock.checked_add(deadlines[k]);
             if due.is_some_and(|due| Instant::now() >= due) {
-                // The worker is still in task k: it is abandoned, with its worker; under
-                // the lock it cannot take another, and the rest go to a fresh one.
+                // Task k overran — or was not even started in its time (a worker slow to
+                // wake) and is dropped unstarted. Either way the worker is abandoned:
+                // under the lock it takes no other task, and the rest go to a fresh one.
                 st.abandoned = true;
-                let ran = st.started.elapsed();
+                let waited = st.clock.elapsed();
+                if !st.running {
+                    st.tasks.pop_front();
+                }
                 outcomes.extend(st.done.drain(..));
-                outcomes.push((Supervised::TimedOut, ran));
+                outcomes.push((Supervised::TimedOut, waited));
                 return st.tasks.drain(..).collect();
             }
             st.waiting_until = due;
@@ -195,8 +200,11 @@ struct BoardState<T> {
     tasks: VecDeque<Task<T>>,
     /// Outcomes in order, each with the time its task ran.
     done: Vec<(Supervised<T>, Duration)>,
-    /// When the running task started.
-    started: Instant,
+    /// Since when task `done.len()` has been due: when the worker started it, or — not
+    /// started yet — when the one before it ended (the first: when it was handed over).
+    clock: Instant,
+    /// Whether the worker has taken task `done.len()`.
+    running: bool,
     /// Until when the waiter sleeps (`None`: until told): a task whose deadline falls
     /// earlier wakes it when it starts, so an overrun is seen at its own deadline.
     waiting_until: Option<Instant>,
@@ -217,7 +225,7 @@ impl<T> Board<T> {
                 match st.tasks.pop_front() {
                     Some(task) => {
                         let now = Instant::now();
-                        st.started = now;
+                        (st.clock, st.running) = (now, true);
                         let sooner = match (now.checked_add(task.deadline), st.waiting_until) {
                             (Some(due), Some(waiting)) => due < waiting,
                             (Some(_), None) => true,
@@ -240,33 +248,40 @@ impl<T> Board<T> {
                 // Nobody waits any more: a panic is reported to `late`, and a value (it
                 // may hold models) is dropped here, guarded like the work itself.
                 let message = match outcome {
-                    Err(payload) => Some(payload),
-                    Ok(unsent) => catch_unwind(AssertUnwindSafe(move || drop(unsent))).err(),
+                    Err(payload) => Some(message_of(payload)),
+                    Ok(unsent) => catch_unwind(AssertUnwindSafe(move || drop(unsent)))
+                        .err()
+                        .map(message_of),
                 };
-                if let Some(payload) = message {
-                    late(
-                        &what,
-                        panic_message(payload.as_ref())
-                            .unwrap_or_else(|| "non-string panic payload".to_owned()),
-                    );
+                if let Some(message) = message {
+                    late(&what, message);
                 }
                 return;
             }
             st.done.push((
                 match outcome {
                     Ok(value) => Supervised::Done(value),
-                    Err(payload) => Supervised::Panicked(
-                        panic_message(payload.as_ref())
-                            .unwrap_or_else(|| "non-string panic payload".to_owned()),
-                    ),
+                    Err(payload) => Supervised::Panicked(message_of(payload)),
                 },
                 ran,
             ));
+            (st.clock, st.running) = (Instant::now(), false);
             if st.tasks.is_empty() {
                 self.full.notify_all();
             }
         }
     }
+}
+
+/// A panic's message; the payload is dropped guarded (a payload whose `Drop` panics
+/// would otherwise unwind out of the worker thread).
+fn message_of(payload: Box<dyn std::any::Any + Send>) -> String {
+    let message =
+        panic_message(payload.as_ref()).unwrap_or_else(|| "non-string panic payload".to_owned());
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again); // its drop could panic too
+    }
+    message
 }
 
 /// One piece of supervised work for [`GateWorker::run_each`].
@@ -433,6 +448,60 @@ mod tests {
             *late.lock().unwrap(),
             [("hung gate".to_owned(), "too late".to_owned())]
         );
+    }
+
+    #[test]
+    fn a_task_not_started_within_its_deadline_times_out_once_and_the_rest_still_run() {
+        let (worker, _late) = worker();
+        for _ in 0..20 {
+            // A zero deadline has passed before any worker can take the task.
+            let outcomes = worker.run_each(vec![
+                task(Duration::ZERO, "instant", || 1),
+                task(Duration::from_secs(5), "after", || 2),
+            ]);
+            assert_eq!(outcomes.len(), 2, "one outcome per task");
+            assert!(
+                matches!(outcomes[0].0, Supervised::TimedOut),
+                "{:?}",
+                outcomes[0]
+            );
+            assert!(
+                matches!(outcomes[1].0, Supervised::Done(2)),
+                "{:?}",
+                outcomes[1]
+            );
+        }
+    }
+
+    #[test]
+    fn a_panic_whose_payload_panics_when_dropped_is_reported_and_the_worker_lives() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("payload drop");
+            }
+        }
+        let (worker, _late) = worker();
+        let outcomes = worker.run_each(vec![
+            task(
+                Duration::from_secs(5),
+                "bomb",
+                || -> std::thread::ThreadId { std::panic::panic_any(Bomb) },
+            ),
+            task(Duration::from_secs(5), "after", thread_id),
+        ]);
+        assert!(
+            matches!(&outcomes[0].0, Supervised::Panicked(m) if m == "non-string panic payload"),
+            "{:?}",
+            outcomes[0]
+        );
+        let Supervised::Done(after) = outcomes[1].0 else {
+            panic!("the next task ran: {:?}", outcomes[1]);
+        };
+        let Supervised::Done(next) = run(&worker, thread_id) else {
+            panic!("expected a value");
+        };
+        assert_eq!(after, next, "the same worker, alive, ran both");
     }
 
     #[test]

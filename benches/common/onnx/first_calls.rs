@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use bluegreen::BlueGreen;
 use bluegreen::onnx::{Inputs, OnnxModel};
+use bluegreen::{BlueGreen, Model};
 
 use super::super::{median, nanos, percentile, thread_run_delay_ns};
 use super::digits::config;
@@ -71,6 +71,19 @@ fn timed_window(bg: &BlueGreen<OnnxModel>, rows: &[Inputs], offset: usize) -> (V
 /// state of the same model, all from the calling thread. A trial whose first
 /// window was preempted is redone with a fresh load, up to `attempts` times.
 pub fn after_swap(warm: bool, rows: &[Inputs], attempts: usize) -> AfterSwap {
+    after_swap_with(warm, false, rows, attempts)
+}
+
+/// [`after_swap`] with warm-up samples, and the same samples also run on v2 by the
+/// serving (measuring) thread itself before v2 is staged: what warming on the
+/// application's own request threads would buy (the candidate is not yet gated then —
+/// a hang would hang a request thread, which is why bluegreen's warm-up runs on its
+/// supervised worker).
+pub fn after_swap_warmed_here(rows: &[Inputs], attempts: usize) -> AfterSwap {
+    after_swap_with(true, true, rows, attempts)
+}
+
+fn after_swap_with(warm: bool, here: bool, rows: &[Inputs], attempts: usize) -> AfterSwap {
     let mut last = None;
     for _ in 0..attempts.max(1) {
         let mut builder = BlueGreen::builder();
@@ -83,8 +96,16 @@ pub fn after_swap(warm: bool, rows: &[Inputs], attempts: usize) -> AfterSwap {
         for i in 0..SETTLE_CALLS {
             black_box(bluegreen_run(&bg, &rows[i % rows.len()]));
         }
-        bg.stage_with("2", || config(POOL).load(model_path(2)))
-            .expect("stage");
+        if here {
+            let model = config(POOL).load(model_path(2)).expect("load v2");
+            for x in &rows[..WARMUP_SAMPLES] {
+                black_box(model.predict(x).expect("warm-up here"));
+            }
+            bg.stage("2", model).expect("stage");
+        } else {
+            bg.stage_with("2", || config(POOL).load(model_path(2)))
+                .expect("stage");
+        }
         bg.swap().expect("swap");
         let (first, preempted) = timed_window(&bg, rows, WARMUP_SAMPLES);
         for i in 0..SETTLE_CALLS {
