@@ -65,7 +65,6 @@
 mod common;
 /// The tests' in-memory ONNX writer, for the `metadata` section's hostile model.
 #[cfg(feature = "onnx")]
-#[allow(dead_code)]
 #[path = "../tests/onnx_graphs/mod.rs"]
 mod onnx_graphs;
 

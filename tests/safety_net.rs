@@ -544,3 +544,45 @@ fn when_warm_up_and_a_gate_both_fail_the_refusal_is_the_gates() {
         "the live model kept serving"
     );
 }
+
+// A model that hangs in its warm-up would hang each gate after it, deadline after
+// deadline: an overrun warm-up ends the hand-off, and the gates are never started.
+#[test]
+fn a_hung_warm_up_refuses_the_candidate_without_starting_its_gates() {
+    let t = Tracker::new();
+    let bg = BlueGreen::builder()
+        .validator(probe())
+        .warmup_samples(vec![1])
+        .warmup_deadline(Duration::from_millis(100))
+        // A gate calling the hung model would hold the test for this long.
+        .validation_deadline(Duration::from_secs(600))
+        .build("v1", t.model(1))
+        .unwrap();
+    bg.stage("v2", t.model_with(2, Behavior::HangsUntilReleased))
+        .unwrap();
+    let err = bg.swap().unwrap_err();
+    assert!(
+        matches!(&err, Error::WarmupFailed { version, reason }
+            if version == "v2" && reason == "exceeded its deadline of 100ms"),
+        "{err}"
+    );
+    assert_eq!(
+        t.hanging(),
+        1,
+        "only the warm-up's call hangs: the gate never ran"
+    );
+    let s = bg.status();
+    assert_eq!(s.candidate.unwrap().state, SlotState::Failed);
+    let checks = &s.last_validation.expect("the report of the refusal").checks;
+    assert_eq!(checks[0].status, bluegreen::CheckStatus::Failed);
+    assert_eq!(
+        checks[0].detail,
+        "could not start: skipped: warm-up of v2 overran its deadline"
+    );
+    assert_eq!(
+        bg.predict(&5).unwrap(),
+        (1, 5),
+        "the live model kept serving"
+    );
+    t.release();
+}

@@ -36,8 +36,11 @@ pub fn metadata(opts: &Opts, out: &mut Out) {
         let n = load(&plain, false);
         let d = load(&heavy, false);
         let a = load(&heavy, true);
-        (none.push(n), default.push(d), all.push(a));
-        (r_default.push(d / n), r_all.push(a / n));
+        none.push(n);
+        default.push(d);
+        all.push(a);
+        r_default.push(d / n);
+        r_all.push(a / n);
     }
     out.ms("load_no_metadata", common::median(&none));
     out.ms("load_20k_metadata_default_limits", common::median(&default));

@@ -202,7 +202,8 @@ impl<M: Model> Inner<M> {
     /// hand-off to the gate worker (the gates judge a warm model). On failure the
     /// candidate is marked failed, the refusal recorded (a gate refusal bans it), and
     /// traffic is untouched. A failed gate is the refusal's reason before a failed
-    /// warm-up.
+    /// warm-up — unless the warm-up overran its deadline, which ends the hand-off before
+    /// the gates (a model hung there would hang each gate in turn).
     pub(super) fn qualify(
         &self,
         candidate: &Arc<Slot<M>>,
@@ -218,8 +219,16 @@ impl<M: Model> Inner<M> {
             )
         });
         let ran = warmed.1;
+        // An overrun warm-up ended the hand-off: the gates did not run, and the refusal
+        // is the warm-up's.
+        let overran = matches!(warmed.0, Supervised::TimedOut);
         let abandoned = |what: &str| self.note_abandoned(candidate, actor, what);
         let warmed = warming.finish(&self.config, &self.hung, &self.faults, warmed, &abandoned);
+        if overran && let Err(e) = warmed {
+            self.reject(&report);
+            self.record_refusal(candidate, actor, &report, false, e.to_string());
+            return Err(e);
+        }
         if !report.passed() {
             self.reject(&report);
             self.record_refusal(candidate, actor, &report, true, report.failure_summary());

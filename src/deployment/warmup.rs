@@ -58,6 +58,10 @@ pub(super) struct Warming<'a, M: Model> {
     slot: &'a Arc<Slot<M>>,
     samples: Arc<Vec<M::Input>>,
     source: &'static str,
+    /// The handle through which the warm-up holds the slot (set by [`Warming::task`]):
+    /// a std `Arc` around the `sync` one, because hung work is registered through a
+    /// std `Weak`, which loom lacks.
+    #[allow(clippy::redundant_allocation)]
     held: Option<std::sync::Arc<Arc<Slot<M>>>>,
 }
 
@@ -112,6 +116,8 @@ impl<'a, M: Model> Warming<'a, M> {
             deadline: config.warmup_deadline,
             what: format!("warm-up of {}", self.slot.version),
             work: Box::new(move || h.model.warm_up(&s).map_err(|e| e.to_string())),
+            // A model hung in its warm-up would hang every gate after it.
+            ends_on_overrun: true,
         };
         (task, self)
     }

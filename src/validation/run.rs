@@ -81,24 +81,26 @@ enum Step<W> {
 fn ask<M: Model>(
     validator: &Arc<dyn Validator<M>>,
     default_deadline: Duration,
-) -> Result<(String, Duration), Check> {
+) -> Result<(String, Duration), Box<Check>> {
     let asked = catch_unwind(AssertUnwindSafe(|| {
         (validator.name().to_owned(), validator.deadline())
     }));
     asked
         .map(|(name, deadline)| (name, deadline.unwrap_or(default_deadline)))
-        .map_err(|payload| Check {
-            name: "(unnamed gate)".to_owned(),
-            status: CheckStatus::Panicked,
-            measured: None,
-            bound: None,
-            interval: None,
-            detail: format!(
-                "panicked in name() or deadline(): {}",
-                panic_message(payload.as_ref())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned())
-            ),
-            elapsed: Duration::ZERO,
+        .map_err(|payload| {
+            Box::new(Check {
+                name: "(unnamed gate)".to_owned(),
+                status: CheckStatus::Panicked,
+                measured: None,
+                bound: None,
+                interval: None,
+                detail: format!(
+                    "panicked in name() or deadline(): {}",
+                    panic_message(payload.as_ref())
+                        .unwrap_or_else(|| "non-string panic payload".to_owned())
+                ),
+                elapsed: Duration::ZERO,
+            })
         })
 }
 
@@ -111,7 +113,7 @@ fn run_gates<M: Model, W: Send + 'static>(
     worker: &GateWorker,
     first: Option<Task<W>>,
 ) -> (Vec<Check>, Option<(Supervised<W>, Duration)>) {
-    let asked: Vec<Result<(String, Duration), Check>> = validators
+    let asked: Vec<Result<(String, Duration), Box<Check>>> = validators
         .iter()
         .map(|v| ask(v, default_deadline))
         .collect();
@@ -120,6 +122,7 @@ fn run_gates<M: Model, W: Send + 'static>(
         deadline: t.deadline,
         what: t.what,
         work: Box::new(move || Step::First((t.work)())) as Box<dyn FnOnce() -> Step<W> + Send>,
+        ends_on_overrun: t.ends_on_overrun,
     });
     let tasks: Vec<Task<Step<W>>> = first
         .chain(
@@ -133,6 +136,7 @@ fn run_gates<M: Model, W: Send + 'static>(
                         deadline,
                         what: format!("gate {name} on candidate {}", cx.candidate_version()),
                         work: Box::new(move || Step::Gate(v.validate(&c))),
+                        ends_on_overrun: false,
                     }
                 }),
         )
@@ -152,7 +156,7 @@ fn run_gates<M: Model, W: Send + 'static>(
     let checks = asked
         .into_iter()
         .map(|a| match a {
-            Err(check) => check,
+            Err(check) => *check,
             Ok((name, deadline)) => {
                 let (outcome, elapsed) = outcomes.next().unwrap_or_else(no_outcome);
                 let outcome = match outcome {

@@ -68,6 +68,7 @@ impl GateWorker {
 
     /// Runs `work` — described as `what`, for a panic reported after it was abandoned —
     /// on the worker, waiting at most `deadline` (see the module docs).
+    #[cfg(any(test, feature = "quarantine"))]
     pub(crate) fn run<T, F>(&self, deadline: Duration, what: String, work: F) -> Supervised<T>
     where
         T: Send + 'static,
@@ -77,6 +78,7 @@ impl GateWorker {
             deadline,
             what,
             work: Box::new(work),
+            ends_on_overrun: false,
         };
         match self.run_each(vec![task]).pop() {
             Some((outcome, _)) => outcome,
@@ -132,6 +134,10 @@ impl GateWorker {
         let n = tasks.len();
         // Read before the worker can take any.
         let deadlines: Vec<Duration> = tasks.iter().map(|t| t.deadline).collect();
+        let ends: Vec<Option<String>> = tasks
+            .iter()
+            .map(|t| t.ends_on_overrun.then(|| t.what.clone()))
+            .collect();
         let board = Arc::new(Board {
             state: Mutex::new(BoardState {
                 tasks: VecDeque::from(tasks),
@@ -168,9 +174,17 @@ impl GateWorker {
                 if !st.running {
                     st.tasks.pop_front();
                 }
-                outcomes.extend(st.done.drain(..));
+                outcomes.append(&mut st.done);
                 outcomes.push((Supervised::TimedOut, waited));
-                return st.tasks.drain(..).collect();
+                let rest: Vec<Task<T>> = st.tasks.drain(..).collect();
+                return match &ends[k] {
+                    Some(what) => {
+                        let why = format!("skipped: {what} overran its deadline");
+                        not_started(outcomes, rest.len(), &why);
+                        Vec::new()
+                    }
+                    None => rest,
+                };
             }
             st.waiting_until = due;
             match due {
@@ -180,7 +194,7 @@ impl GateWorker {
                 None => board.full.wait(&mut st),
             }
         }
-        outcomes.extend(st.done.drain(..));
+        outcomes.append(&mut st.done);
         drop(st);
         *self.idle.lock() = Some(worker);
         Vec::new()
@@ -291,6 +305,10 @@ pub(crate) struct Task<T> {
     /// What it is, for a panic reported after it was abandoned.
     pub(crate) what: String,
     pub(crate) work: Box<dyn FnOnce() -> T + Send>,
+    /// An overrun of this task ends the hand-off: the tasks after it are not started
+    /// ([`Supervised::NotStarted`]). For a warm-up: a model that hangs there would hang
+    /// each gate in turn, deadline after deadline.
+    pub(crate) ends_on_overrun: bool,
 }
 
 fn spawn() -> std::io::Result<Sender<Job>> {
@@ -365,6 +383,7 @@ mod tests {
             deadline,
             what: what.to_owned(),
             work: Box::new(f),
+            ends_on_overrun: false,
         }
     }
 
@@ -502,6 +521,39 @@ mod tests {
             panic!("expected a value");
         };
         assert_eq!(after, next, "the same worker, alive, ran both");
+    }
+
+    #[test]
+    fn an_overrun_of_a_task_that_ends_the_hand_off_skips_the_rest() {
+        let (worker, _late) = worker();
+        let release = Arc::new(AtomicBool::new(false));
+        let ran_after = Arc::new(AtomicBool::new(false));
+        let (r, a) = (Arc::clone(&release), Arc::clone(&ran_after));
+        let mut first = task(Duration::from_millis(20), "warm-up of v2", move || {
+            while !r.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        first.ends_on_overrun = true;
+        let outcomes = worker.run_each(vec![
+            first,
+            task(Duration::from_secs(5), "gate", move || {
+                a.store(true, Ordering::SeqCst)
+            }),
+        ]);
+        assert!(
+            matches!(outcomes[0].0, Supervised::TimedOut),
+            "{:?}",
+            outcomes[0]
+        );
+        assert!(
+            matches!(&outcomes[1].0, Supervised::NotStarted(why)
+                if why == "skipped: warm-up of v2 overran its deadline"),
+            "{:?}",
+            outcomes[1]
+        );
+        release.store(true, Ordering::SeqCst);
+        assert!(!ran_after.load(Ordering::SeqCst), "the gate never ran");
     }
 
     #[test]
