@@ -120,14 +120,16 @@ pub fn onnx(opts: &Opts, out: &mut Out) {
 
     // First 100 calls after a swap, with and without warm-up samples, vs steady state.
     let rows = ox::golden_inputs();
-    let (mut warm, mut cold, mut here) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut warm, mut cold, mut here, mut pause) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for trial in 0..opts.rounds.max(3) {
         // Rotate which goes first, so none always follows another's teardown.
-        for k in 0..3 {
-            match (trial + k) % 3 {
+        for k in 0..4 {
+            match (trial + k) % 4 {
                 0 => warm.push(ox::after_swap(true, &rows, 3)),
                 1 => cold.push(ox::after_swap(false, &rows, 3)),
-                _ => here.push(ox::after_swap_warmed_here(&rows, 3)),
+                2 => here.push(ox::after_swap_warmed_here(&rows, 3)),
+                _ => pause.push(ox::after_pause(&rows, 3)),
             }
         }
     }
@@ -150,6 +152,15 @@ pub fn onnx(opts: &Opts, out: &mut Out) {
     out.ratio(
         "first100_p99_over_steady_warmed_here",
         med(&here, |r| r.first_p99 / r.steady_p99),
+    );
+    // The control: no swap, the measuring thread only paused (as long as swap() waits).
+    out.ns(
+        "first100_p99_after_pause_no_swap",
+        med(&pause, |r| r.first_p99),
+    );
+    out.ratio(
+        "first100_p99_over_steady_after_pause_no_swap",
+        med(&pause, |r| r.first_p99 / r.steady_p99),
     );
     out.count("first100_trials", all.len() as u64);
     out.count(

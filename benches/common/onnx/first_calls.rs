@@ -1,6 +1,8 @@
 //! First requests after a swap: a freshly loaded v2 swapped in (with or without warm-up
 //! samples) and its first [`FIRST`] calls timed one by one, against the same model's
-//! steady state ([`after_swap`], [`AfterSwap`]).
+//! steady state ([`after_swap`], [`AfterSwap`]); the same with the warm-up also run on
+//! the measuring thread ([`after_swap_warmed_here`]); and the control without a swap,
+//! after the measuring thread only paused ([`after_pause`]).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -71,7 +73,7 @@ fn timed_window(bg: &BlueGreen<OnnxModel>, rows: &[Inputs], offset: usize) -> (V
 /// state of the same model, all from the calling thread. A trial whose first
 /// window was preempted is redone with a fresh load, up to `attempts` times.
 pub fn after_swap(warm: bool, rows: &[Inputs], attempts: usize) -> AfterSwap {
-    after_swap_with(warm, false, rows, attempts)
+    after_swap_with(Before::Swap { warm }, rows, attempts)
 }
 
 /// [`after_swap`] with warm-up samples, and the same samples also run on v2 by the
@@ -80,14 +82,32 @@ pub fn after_swap(warm: bool, rows: &[Inputs], attempts: usize) -> AfterSwap {
 /// a hang would hang a request thread, which is why bluegreen's warm-up runs on its
 /// supervised worker).
 pub fn after_swap_warmed_here(rows: &[Inputs], attempts: usize) -> AfterSwap {
-    after_swap_with(true, true, rows, attempts)
+    after_swap_with(Before::SwapWarmedHere, rows, attempts)
 }
 
-fn after_swap_with(warm: bool, here: bool, rows: &[Inputs], attempts: usize) -> AfterSwap {
+/// The control of [`after_swap`]: no swap at all — the measuring thread sleeps for
+/// [`PAUSE`] (about what `swap()` keeps it waiting for the gate worker) and times the next
+/// [`FIRST`] calls on the same, long-warm v1.
+pub fn after_pause(rows: &[Inputs], attempts: usize) -> AfterSwap {
+    after_swap_with(Before::Pause, rows, attempts)
+}
+
+/// How long [`after_pause`] sleeps.
+pub const PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// What happens between the settled v1 and the timed window.
+#[derive(Clone, Copy, PartialEq)]
+enum Before {
+    Swap { warm: bool },
+    SwapWarmedHere,
+    Pause,
+}
+
+fn after_swap_with(before: Before, rows: &[Inputs], attempts: usize) -> AfterSwap {
     let mut last = None;
     for _ in 0..attempts.max(1) {
         let mut builder = BlueGreen::builder();
-        if warm {
+        if before != (Before::Swap { warm: false }) {
             builder = builder.warmup_samples(rows[..WARMUP_SAMPLES].to_vec());
         }
         let bg = builder.build("1", load_model(1, POOL)).expect("deployment");
@@ -96,17 +116,22 @@ fn after_swap_with(warm: bool, here: bool, rows: &[Inputs], attempts: usize) -> 
         for i in 0..SETTLE_CALLS {
             black_box(bluegreen_run(&bg, &rows[i % rows.len()]));
         }
-        if here {
-            let model = config(POOL).load(model_path(2)).expect("load v2");
-            for x in &rows[..WARMUP_SAMPLES] {
-                black_box(model.predict(x).expect("warm-up here"));
+        match before {
+            Before::SwapWarmedHere => {
+                let model = config(POOL).load(model_path(2)).expect("load v2");
+                for x in &rows[..WARMUP_SAMPLES] {
+                    black_box(model.predict(x).expect("warm-up here"));
+                }
+                bg.stage("2", model).expect("stage");
+                bg.swap().expect("swap");
             }
-            bg.stage("2", model).expect("stage");
-        } else {
-            bg.stage_with("2", || config(POOL).load(model_path(2)))
-                .expect("stage");
+            Before::Swap { .. } => {
+                bg.stage_with("2", || config(POOL).load(model_path(2)))
+                    .expect("stage");
+                bg.swap().expect("swap");
+            }
+            Before::Pause => std::thread::sleep(PAUSE),
         }
-        bg.swap().expect("swap");
         let (first, preempted) = timed_window(&bg, rows, WARMUP_SAMPLES);
         for i in 0..SETTLE_CALLS {
             black_box(bluegreen_run(&bg, &rows[i % rows.len()]));

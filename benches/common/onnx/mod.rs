@@ -34,8 +34,8 @@ pub use self::{
         model_path, model_run, single_rows,
     },
     first_calls::{
-        AfterSwap, FIRST, SETTLE_CALLS, STEADY_WINDOWS, WARMUP_SAMPLES, after_swap,
-        after_swap_warmed_here, golden_inputs,
+        AfterSwap, FIRST, PAUSE, SETTLE_CALLS, STEADY_WINDOWS, WARMUP_SAMPLES, after_pause,
+        after_swap, after_swap_warmed_here, golden_inputs,
     },
     gated_swap::{GATES, GatedSwap},
     read_path::{OnnxBench, OnnxPath},
