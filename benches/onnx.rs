@@ -42,7 +42,8 @@ use common::charged_with;
 use common::onnx::{
     GatedSwap, OnnxBench, OnnxPath, ValidationBench, after_swap, environment, golden_inputs,
 };
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 
 /// Calls per timed chunk (~2 ms at a few µs per call).
 const CHUNK_CALLS: u64 = 500;
@@ -88,16 +89,43 @@ fn throughput(c: &mut Criterion, bench: &mut OnnxBench) {
     group.finish();
 }
 
-fn first_requests(c: &mut Criterion) {
-    let rows = golden_inputs();
-    let mut group = c.benchmark_group("after_swap");
+/// A group of whole-round measurements (each iteration loads models, stages, swaps): 10
+/// flat samples, a short warm-up, `measure` long.
+fn rounds_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    measure: Duration,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(3));
-    type Pick = fn(&common::onnx::AfterSwap) -> f64;
-    let cases: [(&str, bool, Pick); 3] = [
+        .measurement_time(measure);
+    group
+}
+
+/// Which part of a round's times a bench reports.
+type Pick<R> = fn(&R) -> Duration;
+
+/// One bench per `(name, pick)`: the part `pick` times of each `round()`.
+fn bench_picks<R>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    cases: &[(&str, Pick<R>)],
+    mut round: impl FnMut() -> R,
+) {
+    for (name, pick) in cases {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| pick(&round())).sum());
+        });
+    }
+}
+
+fn first_requests(c: &mut Criterion) {
+    let rows = golden_inputs();
+    let mut group = rounds_group(c, "after_swap", Duration::from_secs(3));
+    type PickNs = fn(&common::onnx::AfterSwap) -> f64;
+    let cases: [(&str, bool, PickNs); 3] = [
         ("first100_p99_warm", true, |r| r.first_p99),
         ("first100_p99_cold", false, |r| r.first_p99),
         ("steady_p99", true, |r| r.steady_p99),
@@ -116,38 +144,23 @@ fn first_requests(c: &mut Criterion) {
 
 fn validation(c: &mut Criterion) {
     let mut bench = ValidationBench::new();
-    let mut group = c.benchmark_group("validation");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Elements(bench.rows() as u64))
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(3));
-    type Pick = fn(&common::onnx::ValidationRound) -> Duration;
-    let cases: [(&str, Pick); 5] = [
+    let mut group = rounds_group(c, "validation", Duration::from_secs(3));
+    group.throughput(Throughput::Elements(bench.rows() as u64));
+    let cases: [(&str, Pick<common::onnx::ValidationRound>); 5] = [
         ("validate_accuracy_gate", |r| r.validate),
         ("raw_predict_cold", |r| r.raw_cold),
         ("raw_predict_warm", |r| r.raw_warm),
         ("in_swap_accuracy_gate", |r| r.in_swap),
         ("raw_predict_warmed", |r| r.raw_warmed),
     ];
-    for (name, pick) in cases {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| pick(&bench.round())).sum());
-        });
-    }
+    bench_picks(&mut group, &cases, || bench.round());
     group.finish();
 }
 
 fn gated_swap(c: &mut Criterion) {
     let mut bench = GatedSwap::new();
     bench.round(0); // the live model's evaluation, the gate worker's start
-    let mut group = c.benchmark_group("gated_swap");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = rounds_group(c, "gated_swap", Duration::from_secs(3));
     for readers in [0usize, 1, 2] {
         group.bench_with_input(BenchmarkId::new("readers", readers), &readers, |b, &r| {
             b.iter_custom(|iters| (0..iters).map(|_| bench.round(r)).sum());
@@ -159,24 +172,14 @@ fn gated_swap(c: &mut Criterion) {
 #[cfg(feature = "quarantine")]
 fn qualification(c: &mut Criterion) {
     let mut bench = common::onnx::Qualify::new();
-    let mut group = c.benchmark_group("qualification");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(5));
-    type Pick = fn(&common::onnx::QualifyRound) -> Duration;
-    let cases: [(&str, Pick); 4] = [
+    let mut group = rounds_group(c, "qualification", Duration::from_secs(5));
+    let cases: [(&str, Pick<common::onnx::QualifyRound>); 4] = [
         ("in_process", |r| r.in_process),
         ("quarantine", |r| r.quarantine),
         ("empty_child", |r| r.process_start),
         ("runtime_child", |r| r.runtime_start),
     ];
-    for (name, pick) in cases {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| pick(&bench.round())).sum());
-        });
-    }
+    bench_picks(&mut group, &cases, || bench.round());
     group.finish();
 }
 

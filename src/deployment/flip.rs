@@ -209,15 +209,10 @@ impl<M: Model> Inner<M> {
         candidate: &Arc<Slot<M>>,
         actor: &Actor,
     ) -> Result<(ValidationReport, Duration, usize)> {
-        let (task, warming) =
-            warmup::warming(&self.config, &self.faults, candidate).task(&self.config);
-        let (report, warmed) = self.run_gates_with(candidate, actor, Some(task));
-        let warmed = warmed.unwrap_or_else(|| {
-            (
-                Supervised::NotStarted("no outcome".to_owned()),
-                Duration::ZERO,
-            )
-        });
+        let warming = warmup::warming(&self.config, &self.faults, candidate);
+        let (report, warmed) =
+            self.run_gates_with(candidate, actor, Some(warming.task(&self.config)));
+        let warmed = warmed.unwrap_or_else(Supervised::missing);
         let ran = warmed.1;
         // An overrun warm-up ended the hand-off: the gates did not run, and the refusal
         // is the warm-up's.

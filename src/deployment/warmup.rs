@@ -42,14 +42,11 @@ pub(super) fn warm<M: Model>(
     abandoned: &dyn Fn(&str),
 ) -> Result<usize> {
     let warming = warming(config, faults, slot);
-    let (task, warming) = warming.task(config);
-    let (outcome, ran) = worker.run_each(vec![task]).pop().unwrap_or_else(|| {
-        (
-            Supervised::NotStarted("no outcome".to_owned()),
-            Duration::ZERO,
-        )
-    });
-    warming.finish(config, hung, faults, (outcome, ran), abandoned)
+    let outcome = worker
+        .run_each(vec![warming.task(config)])
+        .pop()
+        .unwrap_or_else(Supervised::missing);
+    warming.finish(config, hung, faults, outcome, abandoned)
 }
 
 /// A warm-up made ready to run: its samples, where they came from, and the handle
@@ -58,11 +55,11 @@ pub(super) struct Warming<'a, M: Model> {
     slot: &'a Arc<Slot<M>>,
     samples: Arc<Vec<M::Input>>,
     source: &'static str,
-    /// The handle through which the warm-up holds the slot (set by [`Warming::task`]):
-    /// a std `Arc` around the `sync` one, because hung work is registered through a
-    /// std `Weak`, which loom lacks.
+    /// The handle through which the warm-up holds the slot, so that an abandoned warm-up
+    /// can be told apart from calls still running: a std `Arc` around the `sync` one,
+    /// because hung work is registered through a std `Weak`, which loom lacks.
     #[allow(clippy::redundant_allocation)]
-    held: Option<std::sync::Arc<Arc<Slot<M>>>>,
+    held: std::sync::Arc<Arc<Slot<M>>>,
 }
 
 /// The warm-up of `slot` (see the module docs for where its samples come from).
@@ -99,27 +96,21 @@ pub(super) fn warming<'a, M: Model>(
         slot,
         samples,
         source,
-        held: None,
+        held: std::sync::Arc::new(Arc::clone(slot)),
     }
 }
 
 impl<'a, M: Model> Warming<'a, M> {
     /// The warm-up as a task for the gate worker.
-    pub(super) fn task(mut self, config: &Config<M>) -> (Task<WarmOutcome>, Self) {
-        // The thread holds the slot through this handle, so that an abandoned warm-up can
-        // be told apart from calls still running.
-        // A std `Arc`: registered as hung work through a `Weak` (see `crate::sync`).
-        let held = std::sync::Arc::new(Arc::clone(self.slot));
-        let (h, s) = (std::sync::Arc::clone(&held), Arc::clone(&self.samples));
-        self.held = Some(held);
-        let task = Task {
+    pub(super) fn task(&self, config: &Config<M>) -> Task<WarmOutcome> {
+        let (h, s) = (std::sync::Arc::clone(&self.held), Arc::clone(&self.samples));
+        Task {
             deadline: config.warmup_deadline,
             what: format!("warm-up of {}", self.slot.version),
             work: Box::new(move || h.model.warm_up(&s).map_err(|e| e.to_string())),
             // A model hung in its warm-up would hang every gate after it.
             ends_on_overrun: true,
-        };
-        (task, self)
+        }
     }
 
     /// What the warm-up's `outcome` means: the calls it made, or why the candidate is
@@ -155,10 +146,7 @@ impl<'a, M: Model> Warming<'a, M> {
             }
             Supervised::TimedOut => {
                 let what = format!("warm-up of {}", slot.version);
-                if let Some(held) = held
-                    .as_ref()
-                    .filter(|h| std::sync::Arc::strong_count(h) > 1)
-                {
+                if std::sync::Arc::strong_count(&held) > 1 {
                     hung.abandon(
                         HungWork {
                             what: what.clone(),
@@ -166,7 +154,7 @@ impl<'a, M: Model> Warming<'a, M> {
                             generations: vec![slot.generation],
                             since: SystemTime::now(),
                         },
-                        held,
+                        &held,
                     );
                 }
                 let message = format!(

@@ -143,14 +143,11 @@ fn run_gates<M: Model, W: Send + 'static>(
         .collect();
     let mut outcomes = worker.run_each(tasks).into_iter();
     let first = has_first.then(|| {
-        let (outcome, ran) = outcomes.next().unwrap_or_else(no_outcome);
-        let outcome = match outcome {
-            Supervised::Done(Step::First(w)) => Supervised::Done(w),
-            Supervised::Done(Step::Gate(_)) => Supervised::NotStarted("out of order".to_owned()),
-            Supervised::Panicked(m) => Supervised::Panicked(m),
-            Supervised::TimedOut => Supervised::TimedOut,
-            Supervised::NotStarted(e) => Supervised::NotStarted(e),
-        };
+        let (outcome, ran) = outcomes.next().unwrap_or_else(Supervised::missing);
+        let outcome = outcome.then(|step| match step {
+            Step::First(w) => Supervised::Done(w),
+            Step::Gate(_) => out_of_order(),
+        });
         (outcome, ran)
     });
     let checks = asked
@@ -158,16 +155,11 @@ fn run_gates<M: Model, W: Send + 'static>(
         .map(|a| match a {
             Err(check) => *check,
             Ok((name, deadline)) => {
-                let (outcome, elapsed) = outcomes.next().unwrap_or_else(no_outcome);
-                let outcome = match outcome {
-                    Supervised::Done(Step::Gate(v)) => Supervised::Done(v),
-                    Supervised::Done(Step::First(_)) => {
-                        Supervised::NotStarted("out of order".to_owned())
-                    }
-                    Supervised::Panicked(m) => Supervised::Panicked(m),
-                    Supervised::TimedOut => Supervised::TimedOut,
-                    Supervised::NotStarted(e) => Supervised::NotStarted(e),
-                };
+                let (outcome, elapsed) = outcomes.next().unwrap_or_else(Supervised::missing);
+                let outcome = outcome.then(|step| match step {
+                    Step::Gate(verdict) => Supervised::Done(verdict),
+                    Step::First(_) => out_of_order(),
+                });
                 check(name, deadline, outcome, elapsed, cx)
             }
         })
@@ -175,11 +167,9 @@ fn run_gates<M: Model, W: Send + 'static>(
     (checks, first)
 }
 
-fn no_outcome<T>() -> (Supervised<T>, Duration) {
-    (
-        Supervised::NotStarted("no outcome".to_owned()),
-        Duration::ZERO,
-    )
+/// An outcome where the other kind was due (outcomes come back in task order, so never).
+fn out_of_order<T>() -> Supervised<T> {
+    Supervised::NotStarted("out of order".to_owned())
 }
 
 fn check<M: Model>(

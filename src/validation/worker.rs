@@ -46,6 +46,27 @@ pub(crate) enum Supervised<T> {
     NotStarted(String),
 }
 
+impl<T> Supervised<T> {
+    /// The same ending, with a finished value turned by `f` (which may refuse it).
+    pub(crate) fn then<U>(self, f: impl FnOnce(T) -> Supervised<U>) -> Supervised<U> {
+        match self {
+            Supervised::Done(value) => f(value),
+            Supervised::Panicked(message) => Supervised::Panicked(message),
+            Supervised::TimedOut => Supervised::TimedOut,
+            Supervised::NotStarted(why) => Supervised::NotStarted(why),
+        }
+    }
+
+    /// What stands for an outcome [`GateWorker::run_each`] did not return (it returns one
+    /// per task; this keeps its callers total).
+    pub(crate) fn missing() -> (Self, Duration) {
+        (
+            Supervised::NotStarted("no outcome".to_owned()),
+            Duration::ZERO,
+        )
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Told about a panic in work nobody waits for any more — an abandoned job that panicked
@@ -80,10 +101,10 @@ impl GateWorker {
             work: Box::new(work),
             ends_on_overrun: false,
         };
-        match self.run_each(vec![task]).pop() {
-            Some((outcome, _)) => outcome,
-            None => Supervised::NotStarted("no outcome".to_owned()),
-        }
+        self.run_each(vec![task])
+            .pop()
+            .unwrap_or_else(Supervised::missing)
+            .0
     }
 
     /// Runs `tasks` one after another in one hand-off to the worker, waiting for each at
@@ -374,6 +395,26 @@ mod tests {
         );
     }
 
+    /// Blocks until `release` is set (a hang the test ends).
+    fn until(release: &AtomicBool) {
+        while !release.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits (bounded) for the late panics an abandoned job reports, then checks them.
+    fn assert_late(late: &Late, expected: &[(&str, &str)]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while late.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(what, msg)| ((*what).to_owned(), (*msg).to_owned()))
+            .collect();
+        assert_eq!(*late.lock().unwrap(), expected);
+    }
+
     fn task<T: Send + 'static>(
         deadline: Duration,
         what: &str,
@@ -436,9 +477,7 @@ mod tests {
         let outcomes = worker.run_each(vec![
             task(far, "first", thread_id),
             task(Duration::from_millis(20), "hung gate", move || {
-                while !r.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                until(&r);
                 panic!("too late");
             }),
             task(long, "after", thread_id),
@@ -459,14 +498,7 @@ mod tests {
             "the task after the overrun ran on a fresh worker"
         );
         release.store(true, Ordering::SeqCst);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while late.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(
-            *late.lock().unwrap(),
-            [("hung gate".to_owned(), "too late".to_owned())]
-        );
+        assert_late(&late, &[("hung gate", "too late")]);
     }
 
     #[test]
@@ -531,9 +563,7 @@ mod tests {
         let ran_after = Arc::new(AtomicBool::new(false));
         let (r, a) = (Arc::clone(&release), Arc::clone(&ran_after));
         let mut first = task(Duration::from_millis(20), "warm-up of v2", move || {
-            while !r.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            until(&r);
         });
         first.ends_on_overrun = true;
         let outcomes = worker.run_each(vec![
@@ -568,9 +598,7 @@ mod tests {
             "hung gate".to_owned(),
             move || {
                 *h.lock().unwrap() = Some(thread_id());
-                while !r.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                until(&r);
                 panic!("too late");
             },
         );
@@ -580,13 +608,6 @@ mod tests {
         };
         assert_ne!(Some(next), *hung_on.lock().unwrap(), "a fresh thread");
         release.store(true, Ordering::SeqCst);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while late.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(
-            *late.lock().unwrap(),
-            [("hung gate".to_owned(), "too late".to_owned())]
-        );
+        assert_late(&late, &[("hung gate", "too late")]);
     }
 }
